@@ -1,0 +1,76 @@
+"""`python -m seg.train`: fit, then test the best checkpoint, all composed by Hydra from conf/."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+# conf/ interpolates the project root (paths.root_dir); like rootutils in lightning-hydra-template.
+os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
+
+log = logging.getLogger(__name__)
+
+
+def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+    """Instantiate datamodule, module and trainer (with callbacks and logger) from the config."""
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"))
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    return datamodule, model, trainer
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit and test as configured; returns every logged metric plus ``best/<monitor>``."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule, model, trainer = build(cfg)
+    if trainer.logger is not None:
+        trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    ckpt_cb = trainer.checkpoint_callback
+    best_path = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+    if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
+        metrics[f"best/{ckpt_cb.monitor}"] = float(ckpt_cb.best_model_score)
+    if cfg.get("test"):
+        # Test the best checkpoint; without one (fast_dev_run) the weights in memory.
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+
+    summary = {
+        "best val/acc": metrics.get("best/val/acc"),
+        "test/acc": metrics.get("test/acc"),
+        "test/miou": metrics.get("test/miou"),
+        "checkpoint": best_path or None,
+        "output_dir": cfg.paths.output_dir,
+    }
+    log.info("Summary:\n" + "\n".join(f"  {k:14s} {v:.4f}" if isinstance(v, float) else f"  {k:14s} {v}"
+                                       for k, v in summary.items()))
+    return metrics
+
+
+def objective(metrics: dict[str, float], name: str | None) -> float | None:
+    """The value handed to sweepers: the best value of a monitored metric, else its last value."""
+    if not name:
+        return None
+    value = metrics.get(f"best/{name}", metrics.get(name))
+    if value is None:
+        raise KeyError(f"optimized_metric={name!r} was not logged; logged: {sorted(metrics)}")
+    return value
+
+
+@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    return objective(train(cfg), cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()

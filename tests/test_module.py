@@ -1,0 +1,74 @@
+"""The LightningModule: overfitting a batch, masked metrics, optimizer and scheduler wiring."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import CROP
+from torch.utils.data import DataLoader
+
+from seg.data import ARCHIVE_DIR, MSRCDataset
+from seg.module import SegModule
+
+NET = {"_target_": "seg.model.MobileNetSeg", "weights": None, "freeze_params": 50}
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
+PLATEAU = {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "_partial_": True, "mode": "max",
+           "factor": 0.5, "patience": 5}
+
+
+def test_overfits_one_tiny_batch(data_dir):
+    torch.manual_seed(0)
+    ds = MSRCDataset(data_dir / ARCHIVE_DIR, "train", crop_size=CROP)
+    x, y = next(iter(DataLoader(ds, batch_size=4)))
+    module = SegModule(NET, {**ADAM, "lr": 1e-2}, None, channels_last=True)
+    opt = module.configure_optimizers()
+    module.train()
+    losses = []
+    for _ in range(60):
+        opt.zero_grad()
+        loss = module.criterion(module(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.4 * losses[0], losses
+    with torch.no_grad():  # still in train mode: BatchNorm running stats lag behind 60 steps
+        pred = module(x).argmax(1)
+    valid = y != -1
+    assert (pred[valid] == y[valid]).float().mean() > 0.8
+
+
+def test_masked_accuracy_ignores_void_and_is_micro():
+    module = SegModule(NET, ADAM, None)
+    target = torch.tensor([[[0, 0, 1, -1]], [[2, 2, 2, 2]]])  # 7 labelled pixels
+    pred = torch.tensor([[[0, 1, 1, 5]], [[2, 2, 0, 2]]])  # 5 of them right; void wrong
+    module.val_metrics.update(pred, target)
+    out = module.val_metrics.compute()
+    assert out["val/acc"].item() == pytest.approx(5 / 7)
+    # mIoU over classes 0, 1, 2 (present); class 5 is predicted only on void, so it does not count.
+    ious = [1 / 3, 1 / 2, 3 / 4]
+    assert out["val/miou"].item() == pytest.approx(sum(ious) / 3, abs=1e-6)
+
+
+def test_only_trainable_parameters_go_to_the_optimizer_and_plateau_watches_val_acc():
+    module = SegModule(NET, ADAM, PLATEAU)
+    conf = module.configure_optimizers()
+    opt_params = {id(p) for g in conf["optimizer"].param_groups for p in g["params"]}
+    trainable = {id(p) for p in module.parameters() if p.requires_grad}
+    assert opt_params == trainable and len(trainable) < len(list(module.parameters()))
+    assert conf["lr_scheduler"]["monitor"] == "val/acc"
+    assert isinstance(conf["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert conf["lr_scheduler"]["scheduler"].mode == "max"
+
+
+def test_hyperparameters_rebuild_the_module():
+    module = SegModule(NET, ADAM, PLATEAU)
+    clone = SegModule(**module.hparams)
+    clone.load_state_dict(module.state_dict())
+    x = torch.randn(1, 3, CROP, CROP)
+    module.eval(), clone.eval()
+    torch.testing.assert_close(module(x), clone(x))
+
+
+def test_missing_optimizer_is_a_clear_error():
+    with pytest.raises(ValueError, match="optimizer=adam"):
+        SegModule(NET, None, None).configure_optimizers()
