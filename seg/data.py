@@ -18,7 +18,9 @@ import pytorch_lightning as pl
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
 from torchvision.datasets.utils import download_url
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 from tqdm import tqdm
 
@@ -169,7 +171,7 @@ def verify_layout(root: Path) -> None:
         ]
         if missing:
             raise DataSourceError(
-                f"{root}: {len(missing)} files listed in {split}.txt are missing, e.g. {missing[:3]}"
+                f"{split}.txt lists {len(missing)} files that {root.name}/ lacks, e.g. {missing[:3]}"
             )
 
 
@@ -268,14 +270,62 @@ def center_crop(image: torch.Tensor, target: torch.Tensor, size: int) -> tuple[t
     return F.center_crop(image, [size, size]), F.center_crop(target, [size, size])
 
 
-class MSRCDataset(Dataset):
-    """One split: ``(image float32 3xSxS in [0,1] or normalised, target int64 SxS with void=-1)``."""
+class JointAugment:
+    """Random scale + random crop of the whole photo, horizontal flip, colour jitter (image only).
 
-    def __init__(self, root: str | os.PathLike, split: str, crop_size: int | None = 240, normalize: bool = True):
+    Image (uint8 3xHxW) and target (int64 1xHxW, void = -1) go through ``torchvision.transforms.v2``
+    together as ``tv_tensors.Image`` / ``tv_tensors.Mask``, so both get the same geometry (the mask
+    resized with nearest neighbour). Sides under ``size`` after scaling are padded with black image /
+    void target (never class 0). Colour jitter is the last step and touches the image only.
+    """
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.75, 1.25), jitter: float = 0.3, hflip: bool = True):
+        self.size, self.scale = size, (float(scale[0]), float(scale[1]))
+        steps: list = [
+            v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: VOID}),
+        ]
+        if hflip:
+            steps.append(v2.RandomHorizontalFlip())
+        if jitter:
+            steps.append(v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(jitter / 10, 0.5)))
+        self.transform = v2.Compose(steps)
+
+    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = tv_tensors.Image(image), tv_tensors.Mask(target)
+        lo, hi = self.scale
+        s = lo + (hi - lo) * torch.rand(()).item()
+        h, w = image.shape[-2:]
+        if s != 1.0:
+            new = [max(round(h * s), 1), max(round(w * s), 1)]
+            image = F.resize(image, new, antialias=True)  # bilinear
+            target = F.resize(target, new)  # a Mask: nearest neighbour
+        image, target = self.transform(image, target)
+        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+
+
+class MSRCDataset(Dataset):
+    """One split: ``(image float32 3xSxS in [0,1] or normalised, target int64 SxS with void=-1)``.
+
+    ``augment=True`` (training only) replaces the centre crop by :class:`JointAugment`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        crop_size: int | None = 240,
+        normalize: bool = True,
+        augment: bool = False,
+        augment_scale: tuple[float, float] = (0.75, 1.25),
+        augment_jitter: float = 0.3,
+    ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.crop_size, self.normalize = Path(root), split, crop_size, normalize
         self.names, self.images, self.targets = load_split(str(self.root.resolve()), split)
+        if augment and not crop_size:
+            raise ValueError("augment=True needs a crop_size (the random crop's size)")
+        self.augment = JointAugment(crop_size, tuple(augment_scale), augment_jitter) if augment else None
 
     def __len__(self) -> int:
         return len(self.names)
@@ -283,7 +333,9 @@ class MSRCDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = torch.from_numpy(self.images[i]).permute(2, 0, 1)  # uint8 CHW, no copy
         target = torch.from_numpy(self.targets[i]).to(torch.int64)[None]
-        if self.crop_size:
+        if self.augment is not None:
+            image, target = self.augment(image, target)
+        elif self.crop_size:
             image, target = center_crop(image, target, self.crop_size)
         image = image.float().div_(255)
         if self.normalize:
@@ -303,8 +355,13 @@ class MSRCDataModule(pl.LightningDataModule):
         crop_size: int = 240,
         normalize: bool = True,
         pin_memory: bool = False,
+        augment: bool = False,
+        augment_scale: tuple[float, float] = (0.75, 1.25),
+        augment_jitter: float = 0.3,
     ):
         super().__init__()
+        # a plain tuple, not a Hydra ListConfig: checkpoints then load with torch.load(weights_only=True)
+        augment_scale = tuple(float(v) for v in augment_scale)
         self.save_hyperparameters()
         self.datasets: dict[str, MSRCDataset] = {}
 
@@ -319,8 +376,11 @@ class MSRCDataModule(pl.LightningDataModule):
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in wanted.get(stage, SPLITS):
             if split not in self.datasets:
+                augment = self.hparams.augment and split == "train"  # val/test stay deterministic
                 self.datasets[split] = MSRCDataset(
-                    self.root, split, crop_size=self.hparams.crop_size, normalize=self.hparams.normalize
+                    self.root, split, crop_size=self.hparams.crop_size, normalize=self.hparams.normalize,
+                    augment=augment, augment_scale=tuple(self.hparams.augment_scale),
+                    augment_jitter=self.hparams.augment_jitter,
                 )
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -1,4 +1,4 @@
-"""Segmentation networks: a MobileNetV2 encoder with a transposed-convolution decoder."""
+"""Segmentation networks: a MobileNetV2 encoder with a transposed-convolution or a skip-connection decoder."""
 
 from __future__ import annotations
 
@@ -72,3 +72,56 @@ class MobileNetSeg(nn.Module):
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (optionally only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    """k x k convolution (same padding) + BatchNorm + ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class MobileNetSkipSeg(nn.Module):
+    """MobileNetV2 encoder with a U-Net-like decoder using skips from its stride-16/8/4 features.
+
+    The stride-32 output (1280 channels) is projected by a 1x1 conv to ``proj_channels``; each decoder
+    stage upsamples bilinearly to the size of the next skip feature (so odd input sizes work),
+    concatenates it (stride 16: 96 channels after ``features[13]``, stride 8: 32 after
+    ``features[6]``, stride 4: 24 after ``features[3]``) and fuses with a 3x3 conv + BN + ReLU. The
+    stride-4 logits are resized to the input size. About 3.1M parameters with the defaults.
+    """
+
+    SKIPS = (13, 6, 3)  # indices into mobilenet_v2().features whose outputs feed the decoder
+    SKIP_CHANNELS = (96, 32, 24)
+
+    def __init__(
+        self,
+        num_classes: int = 23,
+        weights: str | None = "IMAGENET1K_V1",
+        freeze_params: int = 50,
+        proj_channels: int = 256,
+        decoder_channels: Sequence[int] = (128, 64, 48),
+    ):
+        super().__init__()
+        if len(decoder_channels) != len(self.SKIPS):
+            raise ValueError(f"decoder_channels needs {len(self.SKIPS)} entries, got {list(decoder_channels)}")
+        self.encoder = mobilenet_v2_encoder(weights, freeze_params)
+        self.project = conv_bn_relu(1280, proj_channels, k=1)
+        chans = [proj_channels, *decoder_channels]
+        self.fuse = nn.ModuleList(
+            conv_bn_relu(cin + skip, cout) for cin, skip, cout in zip(chans[:-1], self.SKIP_CHANNELS, chans[1:])
+        )
+        self.classifier = nn.Conv2d(chans[-1], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        skips = {}
+        y = x
+        for i, block in enumerate(self.encoder):
+            y = block(y)
+            if i in self.SKIPS:
+                skips[i] = y
+        y = self.project(y)
+        for i, fuse in zip(self.SKIPS, self.fuse):
+            s = skips[i]
+            y = nnf.interpolate(y, size=s.shape[-2:], mode="bilinear", align_corners=False)
+            y = fuse(torch.cat([y, s], 1))
+        return nnf.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)

@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
 from seg.data import VOID
 
@@ -37,6 +37,7 @@ class SegModule(pl.LightningModule):
         num_classes: int = 23,
         monitor: str = "val/acc",
         channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         is_module = isinstance(net, nn.Module)
@@ -47,6 +48,10 @@ class SegModule(pl.LightningModule):
         self.net = net if is_module else instantiate(net)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if compile:
+            # torch.compile in place (nn.Module.compile): state_dict keys stay unchanged. A runtime
+            # speed option, not part of the model, so it is not stored in the checkpoint.
+            self.net.compile()
         self.criterion = nn.CrossEntropyLoss(ignore_index=VOID)
         # average="micro": the masked pixel accuracy (the torchmetrics default, macro, is another metric).
         acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID)
@@ -56,6 +61,8 @@ class SegModule(pl.LightningModule):
         self.train_metrics = MetricCollection({"acc": acc.clone()}, prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # pixel counts (ground truth x prediction) of the test split, drawn by seg.callbacks.TestReport
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
@@ -66,8 +73,12 @@ class SegModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)
-        metrics.update(logits.argmax(1), y)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=x.shape[0])
+        pred = logits.argmax(1)
+        metrics.update(pred, y)
+        if stage == "test":
+            self.test_confusion.update(pred, y)
+        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=x.shape[0],
+                 sync_dist=True)  # averaged over processes under DDP (a no-op in one process)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -76,6 +87,9 @@ class SegModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val", self.val_metrics)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test", self.test_metrics)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+from seg.sweep import write_result
 
 # conf/ interpolates the project root (paths.root_dir); like rootutils in lightning-hydra-template.
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
@@ -27,8 +30,22 @@ def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, 
     return datamodule, model, trainer
 
 
+HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/miou")
+
+
+def hparams_for_table(cfg: DictConfig) -> dict:
+    """The knobs worth a column in TensorBoard's HPARAMS table (nested; the logger flattens them)."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    keep = {"data": ("batch_size", "crop_size", "normalize"), "trainer": ("max_epochs", "precision")}
+    table = {k: {n: c[k].get(n) for n in names} for k, names in keep.items() if c.get(k)}
+    table.update({k: c.get(k) or "none" for k in ("model", "optimizer", "scheduler")})
+    table["seed"] = c.get("seed")
+    return table
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as configured; returns every logged metric plus ``best/<monitor>``."""
+    started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
     if trainer.logger is not None:
@@ -44,6 +61,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # Test the best checkpoint; without one (fast_dev_run) the weights in memory.
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    if trainer.logger is not None:
+        # TensorBoard's HPARAMS tab: this run's hyperparameters beside its final metrics, so that the
+        # runs of a sweep can be compared in one table
+        final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in HPARAM_METRICS if k in metrics}
+        trainer.logger.log_hyperparams(hparams_for_table(cfg), final)
 
     summary = {
         "best val/acc": metrics.get("best/val/acc"),
@@ -54,6 +76,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     }
     log.info("Summary:\n" + "\n".join(f"  {k:14s} {v:.4f}" if isinstance(v, float) else f"  {k:14s} {v}"
                                        for k, v in summary.items()))
+    if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.sweep.SweepSummary)
+        write_result(cfg.paths.output_dir, metrics, epochs=trainer.current_epoch,
+                     wall_time=time.perf_counter() - started)
     return metrics
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -89,16 +91,7 @@ def data_dir(tmp_path_factory, archive_url) -> Path:
 @pytest.fixture
 def train_overrides(archive_url, data_dir, tmp_path) -> list[str]:
     """Hydra overrides for a tiny CPU run on the synthetic data with a random-init encoder."""
-    return [
-        f"data.url={archive_url}",
-        f"paths.data_dir={data_dir}",
-        f"paths.log_dir={tmp_path / 'outputs'}",
-        f"data.crop_size={CROP}",
-        "data.batch_size=3",
-        "model.net.weights=null",
-        "trainer.accelerator=cpu",
-        "callbacks.progress_bar.refresh_rate=0",
-    ]
+    return tiny_overrides(archive_url, data_dir, tmp_path / "outputs")
 
 
 @pytest.fixture(scope="session")
@@ -110,3 +103,38 @@ def real_env() -> dict[str, str]:
     return {k: os.environ[k] for k in ("SEG_DATA_URL", "TORCH_HOME")}
 
 
+
+
+def run_module(module: str, *overrides: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m MODULE OVERRIDES...`` from the project root, as a user runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})},
+    )
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def tiny_overrides(archive_url: str, data_dir: Path, log_dir: Path) -> list[str]:
+    return [
+        f"data.url={archive_url}",
+        f"paths.data_dir={data_dir}",
+        f"paths.log_dir={log_dir}",
+        f"data.crop_size={CROP}",
+        "data.batch_size=3",
+        "model.net.weights=null",
+        "trainer.accelerator=cpu",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, archive_url, data_dir) -> Path:
+    """The run dir of a 2-epoch seg.train run on the synthetic data (images logged every epoch)."""
+    tmp = tmp_path_factory.mktemp("tiny_run")
+    run = tmp / "run"
+    run_module("seg.train", *tiny_overrides(archive_url, data_dir, tmp / "outputs"), "trainer.max_epochs=2",
+               "trainer.log_every_n_steps=1", "callbacks.prediction_images.log_images_every_n_epochs=1",
+               f"hydra.run.dir={run}")
+    return run

@@ -151,7 +151,7 @@ def _incomplete_zip(tmp_path: Path) -> Path:
         (lambda t: f"http://127.0.0.1:{_closed_port()}/segmentation_data.zip", r"Could not download"),
         (lambda t: (t / "notzip.zip").write_text("<html>404</html>") and str(t / "notzip.zip"), r"is not a zip"),
         (lambda t: str(_no_top_folder_zip(t)), r"has no top-level 'segmentation_data/' folder"),
-        (lambda t: str(_incomplete_zip(t)), r"files listed in \w+\.txt are missing"),
+        (lambda t: str(_incomplete_zip(t)), r"\w+\.txt lists 1 files that segmentation_data/ lacks, e.g. \['targets/"),
     ],
     ids=["missing-path", "missing-file-url", "unreachable-url", "not-a-zip", "no-top-folder", "incomplete"],
 )

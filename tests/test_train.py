@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CROP, ROOT
+from conftest import ROOT, run_module
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -21,12 +19,7 @@ TINY = ["trainer.max_epochs=2", "++trainer.limit_val_batches=1", "++trainer.limi
 
 
 def run_train(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "seg.train", *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
+    return run_module("seg.train", *overrides, env=env)
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:
@@ -55,12 +48,16 @@ def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(train_over
     assert ckpt["epoch"] == 1
     assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.MobileNetSeg"
 
-    # ckpt_path resumes: one more epoch on top of the two done.
+    # ckpt_path resumes: two more epochs on top of the two done. last.ckpt is rewritten every epoch,
+    # also in epochs that save no new best checkpoint (monitoring the epoch number, mode min, the first
+    # resumed epoch stays the best one).
     resumed = tmp_path / "resumed"
-    run_train(*train_overrides, *TINY, "trainer.max_epochs=3", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+    run_train(*train_overrides, *TINY, "trainer.max_epochs=4", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+              "callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min",
               f"hydra.run.dir={resumed}")
-    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2
-    assert len(scalars(resumed)["val/acc"]) == 1
+    assert sorted(p.name for p in (resumed / "checkpoints").glob("epoch_*.ckpt")) == ["epoch_002.ckpt"]
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 3
+    assert len(scalars(resumed)["val/acc"]) == 2
 
 
 def test_fast_dev_run_shortcut(train_overrides, tmp_path):
@@ -126,7 +123,7 @@ def test_main_returns_the_best_value_of_optimized_metric(train_overrides, tmp_pa
     cfg = compose_train(*train_overrides, *TINY, f"paths.output_dir={tmp_path}")
     value = main.__wrapped__(cfg)
     best = torch.load(next((tmp_path / "checkpoints").glob("epoch_*.ckpt")), weights_only=False)
-    score = next(v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint"))["best_model_score"]
+    score = next(v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/acc" in k)["best_model_score"]
     assert value == pytest.approx(float(score))
 
 
