@@ -1,0 +1,1 @@
+"""Repeatable measurements of this project (``python -m benchmarks.speed``)."""
