@@ -25,6 +25,11 @@ def mobilenet_v2_encoder(weights: str | None = "IMAGENET1K_V1", freeze_params: i
     return encoder
 
 
+def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    """k x k convolution (same padding) + BatchNorm + ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
 def up_block(cin: int, cout: int) -> nn.Sequential:
     """Stride-2 3x3 transposed conv that exactly doubles H and W, + BatchNorm + ReLU."""
     return nn.Sequential(
@@ -52,9 +57,7 @@ class MobileNetSeg(nn.Module):
     ):
         super().__init__()
         self.encoder = mobilenet_v2_encoder(weights, freeze_params)
-        self.project = nn.Sequential(
-            nn.Conv2d(1280, proj_channels, 1, bias=False), nn.BatchNorm2d(proj_channels), nn.ReLU(inplace=True)
-        )
+        self.project = conv_bn_relu(1280, proj_channels, k=1)
         chans = [proj_channels, *decoder_channels]
         self.decoder = nn.Sequential(*(up_block(a, b) for a, b in zip(chans[:-1], chans[1:])))
         self.classifier = nn.Conv2d(chans[-1], num_classes, 1)
@@ -72,11 +75,6 @@ class MobileNetSeg(nn.Module):
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (optionally only those with ``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
-    """k x k convolution (same padding) + BatchNorm + ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class MobileNetSkipSeg(nn.Module):
