@@ -7,8 +7,9 @@ on the same synthetic batches:
   its loss, metrics and logging, the optimizer step through Lightning's loop);
 - (b) training images/s of a minimal plain-PyTorch loop over the same network and optimizer (the
   reference loop: zero_grad, forward, loss, backward, step);
-- their ratio (a)/(b); inference latency in ms per image at batch 1 and 8; peak resident memory;
-  parameter count and weight size.
+- their ratio (a)/(b): the median over ``--rounds`` alternations of the two (the first path flips
+  each round, so a drift in machine load favours neither); inference latency in ms per image at
+  batch 1 and 8; peak resident memory; parameter count and weight size.
 
 Inputs are synthetic tensors of the real size (3x240x240 by default, random labels with void) and the
 encoder is randomly initialised (``--weights IMAGENET1K_V1`` to load the ImageNet one): speed does
@@ -84,7 +85,16 @@ def step_stats(starts: list[float], batch_size: int, warmup: int) -> dict:
         "step_s_median": statistics.median(intervals),
         "warmup_s": starts[warmup] - starts[0],
         "steps": len(intervals),
+        "intervals": intervals,
     }
+
+
+def pooled(stats: list[dict], batch_size: int) -> dict:
+    """images/s over the timed steps of several rounds together."""
+    intervals = [t for s in stats for t in s["intervals"]]
+    return {"images_per_s": batch_size / statistics.median(intervals),
+            "images_per_s_mean": batch_size * len(intervals) / sum(intervals),
+            "step_s_median": statistics.median(intervals), "steps": len(intervals), "rounds": len(stats)}
 
 
 def plain_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, seed: int) -> tuple[dict, nn.Module]:
@@ -186,15 +196,27 @@ def run_config(name: str, net_cfg: dict, args: argparse.Namespace) -> dict:
         torch.set_num_threads(spec["threads"])
     try:
         loader = synthetic_loader(args.warmup + args.steps, args.batch_size, args.size)
-        plain, net = plain_loop(net_cfg, spec, loader, args.warmup, args.seed)
-        lightning = lightning_loop(net_cfg, spec, loader, args.warmup, args.seed)
+        rounds = []
+        for i in range(args.rounds):
+            # alternate which path goes first, so a drift in machine load does not favour one of them
+            if i % 2 == 0:
+                plain, net = plain_loop(net_cfg, spec, loader, args.warmup, args.seed)
+                lightning = lightning_loop(net_cfg, spec, loader, args.warmup, args.seed)
+            else:
+                lightning = lightning_loop(net_cfg, spec, loader, args.warmup, args.seed)
+                plain, net = plain_loop(net_cfg, spec, loader, args.warmup, args.seed)
+            rounds.append({"plain": plain, "lightning": lightning})
+        plain = pooled([r["plain"] for r in rounds], args.batch_size)
+        lightning = pooled([r["lightning"] for r in rounds], args.batch_size)
+        ratios = [r["lightning"]["images_per_s"] / r["plain"]["images_per_s"] for r in rounds]
         latency = {f"batch_{b}": latency_ms(net, spec, b, args.size, args.infer_reps) for b in (1, 8)}
     finally:
         torch.set_num_threads(threads_before)
     return {
         "config": name, **spec,
         "lightning": lightning, "plain": plain,
-        "lightning_over_plain": lightning["images_per_s"] / plain["images_per_s"],
+        "lightning_over_plain": statistics.median(ratios),  # median over rounds of the per-round ratio
+        "round_ratios": ratios,
         "inference_ms_per_image": latency,
         "peak_rss_mb_so_far": peak_rss_mb(),
     }
@@ -205,7 +227,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"Speed of `model={r['model']}` ({r['params']:,} parameters, {r['weights_mb']:.1f} MB float32), "
         f"batch {r['batch_size']}, {r['size']}x{r['size']} inputs ({r['data']}), {r['steps']} timed steps after "
-        f"{r['warmup']} warm-up; {r['machine']['cpu']}, {r['machine']['logical_cpus']} logical CPUs, "
+        f"{r['warmup']} warm-up, {r['rounds']} round(s) per path; {r['machine']['cpu']}, {r['machine']['logical_cpus']} logical CPUs, "
         f"torch {r['machine']['torch']}; {r['date']}.",
         "",
         "| config | Lightning img/s | plain img/s | Lightning / plain | plain vs first row | infer ms/img b1 | b8 | peak RSS MB |",
@@ -235,6 +257,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="timed training steps (default 8, quick 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 2, quick 1)")
     p.add_argument("--infer-reps", type=int, default=None, help="timed inference calls (default 5, quick 3)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="plain/Lightning alternations per config; the ratio is the median over rounds (default 3, quick 1)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     quick = args.quick
@@ -245,6 +269,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.steps = args.steps or (3 if quick else 8)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 2)
     args.infer_reps = args.infer_reps or (3 if quick else 5)
+    args.rounds = args.rounds or (1 if quick else 3)
     if args.steps < 2:
         p.error("--steps must be at least 2")
     return args
@@ -272,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
         "weights_mb": buf.tell() / 2**20,
         "data": "synthetic tensors, random labels" + (", pretrained encoder" if args.weights else ", random-init encoder"),
         "batch_size": args.batch_size, "size": args.size, "steps": args.steps, "warmup": args.warmup,
-        "infer_reps": args.infer_reps, "results": [],
+        "infer_reps": args.infer_reps, "rounds": args.rounds, "results": [],
     }
     del net
     for name in args.configs:

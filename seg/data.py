@@ -233,23 +233,25 @@ def encode_target(ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def load_item(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one photo (HxWx3 uint8) and its colour target (HxW int8 class ids, void = -1)."""
+    img_path, tgt_path = root / "images" / f"{name}.bmp", root / "targets" / f"{name}_GT.bmp"
+    with Image.open(img_path) as im:
+        img = np.array(im.convert("RGB"))  # writable, so torch.from_numpy can share it
+    with Image.open(tgt_path) as im:
+        tgt = decode_target(np.asarray(im.convert("RGB")), str(tgt_path)).astype(np.int8)
+    if img.shape[:2] != tgt.shape:
+        raise DataSourceError(f"{tgt_path}: size {tgt.shape} differs from its image {img.shape[:2]}")
+    return img, tgt
+
+
 @functools.lru_cache(maxsize=None)
 def load_split(root: str, split: str) -> tuple[tuple[str, ...], tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Decode every image and target of a split once per process (BMP + colour decoding is slow)."""
     root_p = Path(root)
     names = tuple(read_split(root_p / f"{split}.txt"))
-    images, targets = [], []
-    for n in names:
-        img_path, tgt_path = root_p / "images" / f"{n}.bmp", root_p / "targets" / f"{n}_GT.bmp"
-        with Image.open(img_path) as im:
-            img = np.array(im.convert("RGB"))  # writable, so torch.from_numpy can share it
-        with Image.open(tgt_path) as im:
-            tgt = decode_target(np.asarray(im.convert("RGB")), str(tgt_path)).astype(np.int8)
-        if img.shape[:2] != tgt.shape:
-            raise DataSourceError(f"{tgt_path}: size {tgt.shape} differs from its image {img.shape[:2]}")
-        images.append(img)
-        targets.append(tgt)
-    return names, tuple(images), tuple(targets)
+    items = [load_item(root_p, n) for n in names]
+    return names, tuple(i[0] for i in items), tuple(i[1] for i in items)
 
 
 # ---------------------------------------------------------------- dataset -----------------------
@@ -318,11 +320,15 @@ class MSRCDataset(Dataset):
         augment: bool = False,
         augment_scale: tuple[float, float] = (0.75, 1.25),
         augment_jitter: float = 0.3,
+        cache: bool = True,
     ):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.root, self.split, self.crop_size, self.normalize = Path(root), split, crop_size, normalize
-        self.names, self.images, self.targets = load_split(str(self.root.resolve()), split)
+        if cache:  # decoded once per process and kept in memory (about 60 MB for all three splits)
+            self.names, self.images, self.targets = load_split(str(self.root.resolve()), split)
+        else:  # decoded from the BMPs at every access
+            self.names, self.images, self.targets = tuple(read_split(self.root / f"{split}.txt")), None, None
         if augment and not crop_size:
             raise ValueError("augment=True needs a crop_size (the random crop's size)")
         self.augment = JointAugment(crop_size, tuple(augment_scale), augment_jitter) if augment else None
@@ -331,8 +337,12 @@ class MSRCDataset(Dataset):
         return len(self.names)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = torch.from_numpy(self.images[i]).permute(2, 0, 1)  # uint8 CHW, no copy
-        target = torch.from_numpy(self.targets[i]).to(torch.int64)[None]
+        if self.images is not None:
+            img, tgt = self.images[i], self.targets[i]
+        else:
+            img, tgt = load_item(self.root, self.names[i])
+        image = torch.from_numpy(img).permute(2, 0, 1)  # uint8 CHW, no copy
+        target = torch.from_numpy(tgt).to(torch.int64)[None]
         if self.augment is not None:
             image, target = self.augment(image, target)
         elif self.crop_size:
@@ -358,6 +368,7 @@ class MSRCDataModule(pl.LightningDataModule):
         augment: bool = False,
         augment_scale: tuple[float, float] = (0.75, 1.25),
         augment_jitter: float = 0.3,
+        cache: bool = True,
     ):
         super().__init__()
         # a plain tuple, not a Hydra ListConfig: checkpoints then load with torch.load(weights_only=True)
@@ -380,8 +391,16 @@ class MSRCDataModule(pl.LightningDataModule):
                 self.datasets[split] = MSRCDataset(
                     self.root, split, crop_size=self.hparams.crop_size, normalize=self.hparams.normalize,
                     augment=augment, augment_scale=tuple(self.hparams.augment_scale),
-                    augment_jitter=self.hparams.augment_jitter,
+                    augment_jitter=self.hparams.augment_jitter, cache=self.hparams.cache,
                 )
+
+    def class_pixel_counts(self, split: str = "train") -> torch.Tensor:
+        """Non-void pixels per class over the split's full targets (for class-weighted losses)."""
+        self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        ds = self.datasets[split]
+        targets = ds.targets if ds.targets is not None else [load_item(ds.root, n)[1] for n in ds.names]
+        counts = sum(np.bincount(t[t >= 0].ravel(), minlength=len(PALETTE)) for t in targets)
+        return torch.as_tensor(counts, dtype=torch.int64)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(

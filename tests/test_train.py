@@ -151,3 +151,18 @@ def test_smoke_on_the_real_archive_with_pretrained_encoder(real_env, tmp_path_fa
     tags = scalars(run)
     assert 0.0 < tags["test/acc"][-1] <= 1.0
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_every_trainer_argument_is_overridable_without_plus():
+    import inspect
+
+    import pytorch_lightning as pl
+
+    names = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["trainer.limit_train_batches=2", "trainer.gradient_clip_val=0.5",
+                                          "trainer.accelerator=cpu", "trainer.default_root_dir=/tmp/x"])
+    assert names <= set(cfg.trainer), sorted(names - set(cfg.trainer))
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert trainer.limit_train_batches == 2 and trainer.gradient_clip_val == 0.5
+    assert trainer.max_epochs == 50 and trainer.num_sanity_val_steps == 2  # Lightning's default kept

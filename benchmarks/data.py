@@ -1,0 +1,113 @@
+"""Data-loading speed with and without the decoded-data cache: ``python -m benchmarks.data [--quick]``.
+
+Iterates the real training DataLoader (``seg.data.MSRCDataModule``, batch size 8, one process) for a
+few epochs per configuration and reports ms per image:
+
+- ``cache``: ``data.cache=true`` (the default): the first epoch decodes every BMP and colour target,
+  later epochs read the decoded arrays from memory; both are reported.
+- ``no_cache``: ``data.cache=false``: every epoch decodes from disk.
+
+each with the course's centre crop and with ``data.augment=true``. The data come from ``--url``
+(default ``$SEG_DATA_URL``, else the public archive) into ``--data-dir`` (default ``data/``), the same
+code path as training. Writes ``data.json`` and ``data.md`` to ``--out`` (default
+``outputs/benchmarks/<date>_<time>/``) and prints the table. Compare the ms per image with a training
+step's (``python -m benchmarks.speed``) to see what the cache saves per epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from seg.data import DEFAULT_URL, MSRCDataModule, load_split
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def epoch_ms_per_image(loader) -> float:
+    """Wall time of one pass over ``loader`` (decode, crop/augment, normalise, collate) per image."""
+    start, n = time.perf_counter(), 0
+    for x, _ in loader:
+        n += x.shape[0]
+    return (time.perf_counter() - start) * 1000 / n
+
+
+def run(args: argparse.Namespace) -> dict:
+    torch.manual_seed(0)
+    rows = []
+    for augment in (False, True):
+        for cache in (True, False):
+            load_split.cache_clear()  # the cache is per process: start every configuration cold
+            dm = MSRCDataModule(str(args.data_dir), url=args.url, batch_size=args.batch_size, crop_size=args.size,
+                                augment=augment, cache=cache)
+            dm.prepare_data()
+            start = time.perf_counter()
+            dm.setup("fit")  # with the cache: decodes the train and val splits here
+            setup_s = time.perf_counter() - start
+            loader = dm.train_dataloader()
+            first = epoch_ms_per_image(loader)
+            n_train = len(dm.datasets["train"])
+            if cache:  # charge the train split's share of the decoding to the first epoch
+                first += setup_s * 1000 * n_train / (n_train + len(dm.datasets["val"])) / n_train
+            later = [epoch_ms_per_image(loader) for _ in range(args.epochs - 1)]
+            rows.append({
+                "config": ("cache" if cache else "no_cache") + ("+augment" if augment else ""),
+                "cache": cache, "augment": augment, "images": n_train,
+                "first_epoch_ms_per_image": first,
+                "later_epochs_ms_per_image": statistics.median(later) if later else None,
+            })
+    return {
+        "date": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": {"processor": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "batch_size": args.batch_size, "size": args.size, "epochs": args.epochs, "results": rows,
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = ["| config | first epoch ms/img | later epochs ms/img (median) |", "|---|---:|---:|"]
+    for r in report["results"]:
+        later = "-" if r["later_epochs_ms_per_image"] is None else f"{r['later_epochs_ms_per_image']:.2f}"
+        lines.append(f"| {r['config']} | {r['first_epoch_ms_per_image']:.2f} | {later} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.data", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 epochs per configuration (default 4)")
+    p.add_argument("--data-dir", type=Path, default=ROOT / "data", help="where the archive is (or goes)")
+    p.add_argument("--url", default=os.environ.get("SEG_DATA_URL", DEFAULT_URL), help="data archive source")
+    p.add_argument("--out", type=Path, default=None, help="output dir (default outputs/benchmarks/<date>_<time>)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--size", type=int, default=240, help="crop side")
+    p.add_argument("--epochs", type=int, default=None)
+    args = p.parse_args(argv)
+    args.epochs = args.epochs or (2 if args.quick else 4)
+    if args.epochs < 2:
+        p.error("--epochs must be >= 2 (the first epoch is reported apart)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    report = run(args)
+    out = args.out or ROOT / "outputs" / "benchmarks" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (out / "data.md").write_text(table)
+    print(table)
+    print(f"written to {out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
