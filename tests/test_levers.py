@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from conftest import run_module
 
@@ -39,9 +40,17 @@ def test_best_recipe_composes_and_leaves_the_reference_alone():
         default = compose("train")
     assert best.model.net._target_ == "seg.model.MobileNetSkipSeg"
     assert best.data.normalize is True and best.data.crop_size == 240
-    assert best.scheduler._target_.endswith("CosineAnnealingLR") and best.scheduler.T_max == best.trainer.max_epochs == 20
-    assert count_parameters(instantiate(best.model.net)) < 5_000_000
-    assert isinstance(instantiate(best.model.net), MobileNetSkipSeg)
-    # the faithful reference and the defaults keep the centre crop and the reference decoder
+    assert best.scheduler._target_.endswith("CosineAnnealingLR") and best.scheduler.T_max == best.trainer.max_epochs == 30
+    assert best.data.augment is True
+    module = instantiate(best.model, optimizer=best.optimizer, scheduler=best.scheduler)
+    assert isinstance(module.net, MobileNetSkipSeg) and count_parameters(module.net) < 5_000_000
+    # the whole encoder is fine-tuned, at a tenth of the decoder's lr
+    assert count_parameters(module.net, trainable_only=True) == count_parameters(module.net)
+    decoder_group, encoder_group = module.configure_optimizers()["optimizer"].param_groups
+    assert decoder_group["lr"] == 1e-3 and encoder_group["lr"] == pytest.approx(1e-4)
+    # the faithful reference and the defaults keep the centre crop, the reference decoder, the frozen
+    # first 50 encoder tensors, one lr and plain cross-entropy
     for cfg in (seed, default):
         assert cfg.data.augment is False and cfg.model.net._target_ == "seg.model.MobileNetSeg"
+        assert cfg.model.net.freeze_params == 50 and cfg.model.encoder_lr_mult == 1.0
+        assert cfg.model.loss.class_weight_power == 0 and cfg.model.loss.dice_weight == 0
