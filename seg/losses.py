@@ -45,21 +45,28 @@ class SegLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = self.class_weights if self.power > 0 else None
-        loss = nnf.cross_entropy(logits, target, weight=weight, ignore_index=VOID)
-        if self.dice_weight:
-            loss = loss + self.dice_weight * self.dice(logits, target)
-        return loss
+        if not self.dice_weight:
+            return nnf.cross_entropy(logits, target, weight=weight, ignore_index=VOID)
+        logp = logits.float().log_softmax(1)  # one softmax for both terms
+        ce = nnf.nll_loss(logp, target, weight=weight, ignore_index=VOID)
+        return ce + self.dice_weight * self._dice(logp.exp(), target)
 
     def dice(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """1 - mean soft Dice over the classes that occur in ``target`` (void masked out)."""
-        valid = (target != VOID).unsqueeze(1)  # N1HW
-        probs = logits.float().softmax(1) * valid
-        onehot = nnf.one_hot(target.clamp(min=0), self.num_classes).permute(0, 3, 1, 2) * valid
-        dims = (0, 2, 3)
-        inter = (probs * onehot).sum(dims)
-        total = probs.sum(dims) + onehot.sum(dims)
-        present = onehot.sum(dims) > 0
-        if not present.any():  # an all-void batch: no Dice signal
-            return logits.sum() * 0.0
-        score = (2 * inter + self.smooth) / (total + self.smooth)
+        return self._dice(logits.float().softmax(1), target)
+
+    def _dice(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Per-class sums by gather / index_add / bincount rather than a one-hot NxCxHxW target:
+        # the same value, ~3x faster forward + backward on 8x23x240x240 maps on the CPU.
+        valid = target != VOID
+        t = target.clamp(min=0)
+        labels = t[valid]
+        if labels.numel() == 0:  # an all-void batch: no Dice signal
+            return probs.sum() * 0.0
+        p_true = probs.gather(1, t[:, None])[:, 0][valid]  # probability of the true class
+        inter = torch.zeros(self.num_classes, dtype=probs.dtype, device=probs.device).index_add_(0, labels, p_true)
+        pred_sum = (probs * valid[:, None]).sum((0, 2, 3))
+        true_sum = torch.bincount(labels, minlength=self.num_classes).to(probs.dtype)
+        present = true_sum > 0
+        score = (2 * inter + self.smooth) / (pred_sum + true_sum + self.smooth)
         return 1 - score[present].mean()

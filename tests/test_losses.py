@@ -49,6 +49,25 @@ def test_dice_term_is_zero_for_a_confident_right_answer_and_ignores_void():
     assert loss.dice(wrong, target).item() == pytest.approx(1.0, abs=1e-6)
     ce = nnf.cross_entropy(wrong, target, ignore_index=-1)
     torch.testing.assert_close(loss(wrong, target), ce + loss.dice(wrong, target))
+    # against a direct one-hot computation on random maps (with smoothing)
+    torch.manual_seed(0)
+    rand, labels = torch.randn(2, 3, 4, 5), torch.randint(-1, 3, (2, 4, 5))
+    valid = (labels != -1)[:, None]
+    probs = rand.softmax(1) * valid
+    onehot = nnf.one_hot(labels.clamp(min=0), 3).permute(0, 3, 1, 2) * valid
+    inter, total = (probs * onehot).sum((0, 2, 3)), probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    present = onehot.sum((0, 2, 3)) > 0
+    expected = 1 - ((2 * inter + 1) / (total + 1))[present].mean()
+    smooth = SegLoss(num_classes=3, dice_weight=0.5)
+    rand_a, rand_b = rand.clone().requires_grad_(), rand.clone().requires_grad_()
+    got = smooth.dice(rand_a, labels)
+    torch.testing.assert_close(got, expected)
+    # and the same gradient as the one-hot form
+    got.backward()
+    pb = rand_b.softmax(1) * valid
+    (1 - ((2 * (pb * onehot).sum((0, 2, 3)) + 1) / (pb.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1))[present].mean()).backward()
+    torch.testing.assert_close(rand_a.grad, rand_b.grad)
+    torch.testing.assert_close(smooth(rand, labels), nnf.cross_entropy(rand, labels, ignore_index=-1) + 0.5 * expected)
     all_void = torch.full((1, 2, 3), -1)
     assert loss.dice(logits, all_void).item() == 0.0
 
