@@ -41,7 +41,7 @@ def test_best_recipe_composes_and_leaves_the_reference_alone():
     assert best.model.net._target_ == "seg.model.MobileNetSkipSeg"
     assert best.data.normalize is True and best.data.crop_size == 240
     assert best.scheduler._target_.endswith("CosineAnnealingLR") and best.scheduler.T_max == best.trainer.max_epochs == 30
-    assert best.data.augment is True
+    assert best.data.augment is True and best.model.loss.dice_weight == 0.5
     module = instantiate(best.model, optimizer=best.optimizer, scheduler=best.scheduler)
     assert isinstance(module.net, MobileNetSkipSeg) and count_parameters(module.net) < 5_000_000
     # the whole encoder is fine-tuned, at a tenth of the decoder's lr
