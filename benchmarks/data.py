@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -27,9 +26,8 @@ from pathlib import Path
 
 import torch
 
+from benchmarks import ROOT, default_out, write_report
 from seg.data import DEFAULT_URL, MSRCDataModule, load_split
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def epoch_ms_per_image(loader) -> float:
@@ -99,13 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     report = run(args)
-    out = args.out or ROOT / "outputs" / "benchmarks" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "data.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (out / "data.md").write_text(table)
-    print(table)
-    print(f"written to {out}")
+    write_report(args.out or default_out(), "data", report, markdown(report))
     return report
 
 

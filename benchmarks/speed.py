@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
-import json
 import os
 import platform
 import resource
@@ -41,7 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks import ROOT, write_report
 
 # name -> speed settings; "channels_last" is the project's default (conf/model/*.yaml)
 CONFIGS: dict[str, dict] = {
@@ -305,11 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["results"].append(run_config(name, net_cfg, args))
     report["peak_rss_mb"] = peak_rss_mb()
     report["wall_s"] = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
-    (out / "speed.json").write_text(json.dumps(report, indent=1))
-    table = markdown(report)
-    (out / "speed.md").write_text(table)
-    print(table)
-    print(f"written: {out / 'speed.json'}, {out / 'speed.md'}")
+    write_report(out, "speed", report, markdown(report))
     return report
 
 
