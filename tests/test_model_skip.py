@@ -8,8 +8,8 @@ import io
 import pytest
 import torch
 from conftest import ROOT
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from seg.model import MobileNetSkipSeg, count_parameters
 from seg.module import SegModule
@@ -52,8 +52,8 @@ def test_skip_net_freezes_like_the_reference():
 @pytest.mark.parametrize("option", ["mobilenet", "mobilenet_skip"])
 def test_every_model_option_is_within_the_budget(option):
     """Each conf/model option: < 5M parameters and < 50 MB of saved weights."""
-    cfg = OmegaConf.load(ROOT / "conf" / "model" / f"{option}.yaml")
-    cfg.net.weights = None
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={option}", "model.net.weights=null"]).model
     net = instantiate(cfg.net)
     n = count_parameters(net)
     assert 2_000_000 < n < 5_000_000, n
