@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> dict:
             loader = dm.train_dataloader()
             first = epoch_ms_per_image(loader)
             n_train = len(dm.datasets["train"])
-            if cache:  # charge the train split's share of the decoding to the first epoch
-                first += setup_s * 1000 * n_train / (n_train + len(dm.datasets["val"])) / n_train
+            if cache:  # setup decoded train + val: add the decoding time per image to the first epoch
+                first += setup_s * 1000 / (n_train + len(dm.datasets["val"]))
             later = [epoch_ms_per_image(loader) for _ in range(args.epochs - 1)]
             rows.append({
                 "config": ("cache" if cache else "no_cache") + ("+augment" if augment else ""),

@@ -54,11 +54,13 @@ DEFAULT_CONFIG = "channels_last"
 
 
 def net_config(model: str, weights: str | None) -> dict:
-    """The ``net`` config of ``conf/model/<model>.yaml`` (with ``weights`` replaced)."""
+    """The ``net`` config of ``model=<model>`` as Hydra composes it (with ``weights`` replaced)."""
+    from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(ROOT / "conf" / "model" / f"{model}.yaml")
-    net = OmegaConf.to_container(cfg.net, resolve=False)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"model={model}"])
+    net = OmegaConf.to_container(cfg.model.net, resolve=True)
     net["weights"] = weights
     return net
 
@@ -75,25 +77,25 @@ def autocast(precision: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if precision.startswith("bf16") else nullcontext()
 
 
-def step_stats(starts: list[float], batch_size: int, warmup: int) -> dict:
-    """images/s from the wall times between consecutive step starts (the last entry is the end)."""
-    intervals = [b - a for a, b in zip(starts[warmup:-1], starts[warmup + 1:])]
+def interval_stats(intervals: list[float], batch_size: int) -> dict:
+    """images/s from wall times between consecutive step starts (median; the mean beside it)."""
     return {
         "images_per_s": batch_size / statistics.median(intervals),
         "images_per_s_mean": batch_size * len(intervals) / sum(intervals),
         "step_s_median": statistics.median(intervals),
-        "warmup_s": starts[warmup] - starts[0],
         "steps": len(intervals),
-        "intervals": intervals,
     }
 
 
+def step_stats(starts: list[float], batch_size: int, warmup: int) -> dict:
+    """Stats of one run from its step start times (the last entry is the end), after ``warmup`` steps."""
+    intervals = [b - a for a, b in zip(starts[warmup:-1], starts[warmup + 1:])]
+    return {**interval_stats(intervals, batch_size), "warmup_s": starts[warmup] - starts[0], "intervals": intervals}
+
+
 def pooled(stats: list[dict], batch_size: int) -> dict:
-    """images/s over the timed steps of several rounds together."""
-    intervals = [t for s in stats for t in s["intervals"]]
-    return {"images_per_s": batch_size / statistics.median(intervals),
-            "images_per_s_mean": batch_size * len(intervals) / sum(intervals),
-            "step_s_median": statistics.median(intervals), "steps": len(intervals), "rounds": len(stats)}
+    """Stats over the timed steps of several rounds together."""
+    return {**interval_stats([t for s in stats for t in s["intervals"]], batch_size), "rounds": len(stats)}
 
 
 def plain_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, seed: int) -> tuple[dict, nn.Module]:
