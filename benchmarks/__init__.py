@@ -1,17 +1,60 @@
-"""Benchmarks: ``python -m benchmarks.speed`` (training/inference speed), ``python -m benchmarks.data`` (data loading)."""
+"""Benchmarks: ``python -m benchmarks.speed`` (training/inference speed), ``python -m benchmarks.data``
+(data loading). Shared here: the machine description, the run's clock and output folder, the report writer."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import platform
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def default_out() -> Path:
-    """outputs/benchmarks/<date>_<time>/ under the project root."""
-    return ROOT / "outputs" / "benchmarks" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+def now() -> dt.datetime:
+    """The benchmarks' one clock: UTC, for the report's date and its default folder name."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def default_out(started: dt.datetime) -> Path:
+    """outputs/benchmarks/<date>_<time>/ (UTC) under the project root."""
+    return ROOT / "outputs" / "benchmarks" / started.strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next(line for line in f if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return set()
+    return set(line.split(":", 1)[1].split())
+
+
+def machine() -> dict:
+    """What the numbers were measured on: CPU model and kind (native bf16 or not), threads, versions."""
+    import torch
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    flags = cpu_flags()
+    return {
+        "cpu": cpu,
+        # AVX512-BF16 / AMX: bf16 autocast is fast there; without them it is emulated and slow
+        "cpu_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+        "cpu_kind": "AVX512-BF16" if flags & {"avx512_bf16", "amx_bf16"} else ("AVX2" if "avx2" in flags else "other"),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def write_report(out: Path, stem: str, report: dict, table: str) -> None:

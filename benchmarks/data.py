@@ -17,16 +17,14 @@ step's (``python -m benchmarks.speed``) to see what the cache saves per epoch.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks import ROOT, default_out, write_report
+from benchmarks import ROOT, default_out, machine, now, write_report
 from seg.data import DEFAULT_URL, MSRCDataModule, load_split
 
 
@@ -38,14 +36,20 @@ def epoch_ms_per_image(loader) -> float:
     return (time.perf_counter() - start) * 1000 / n
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace, started) -> dict:
     torch.manual_seed(0)
     rows = []
     for augment in (False, True):
         for cache in (True, False):
             load_split.cache_clear()  # the cache is per process: start every configuration cold
-            dm = MSRCDataModule(str(args.data_dir), url=args.url, batch_size=args.batch_size, crop_size=args.size,
-                                augment=augment, cache=cache)
+            dm = MSRCDataModule(
+                str(args.data_dir),
+                url=args.url,
+                batch_size=args.batch_size,
+                crop_size=args.size,
+                augment=augment,
+                cache=cache,
+            )
             dm.prepare_data()
             start = time.perf_counter()
             dm.setup("fit")  # with the cache: decodes the train and val splits here
@@ -56,17 +60,23 @@ def run(args: argparse.Namespace) -> dict:
             if cache:  # setup decoded train + val: add the decoding time per image to the first epoch
                 first += setup_s * 1000 / (n_train + len(dm.datasets["val"]))
             later = [epoch_ms_per_image(loader) for _ in range(args.epochs - 1)]
-            rows.append({
-                "config": ("cache" if cache else "no_cache") + ("+augment" if augment else ""),
-                "cache": cache, "augment": augment, "images": n_train,
-                "first_epoch_ms_per_image": first,
-                "later_epochs_ms_per_image": statistics.median(later) if later else None,
-            })
+            rows.append(
+                {
+                    "config": ("cache" if cache else "no_cache") + ("+augment" if augment else ""),
+                    "cache": cache,
+                    "augment": augment,
+                    "images": n_train,
+                    "first_epoch_ms_per_image": first,
+                    "later_epochs_ms_per_image": statistics.median(later) if later else None,
+                }
+            )
     return {
-        "date": dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"processor": platform.processor() or platform.machine(), "logical_cpus": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
-        "batch_size": args.batch_size, "size": args.size, "epochs": args.epochs, "results": rows,
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "batch_size": args.batch_size,
+        "size": args.size,
+        "epochs": args.epochs,
+        "results": rows,
     }
 
 
@@ -96,8 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    report = run(args)
-    write_report(args.out or default_out(), "data", report, markdown(report))
+    started = now()
+    report = run(args, started)
+    write_report(args.out or default_out(started), "data", report, markdown(report))
     return report
 
 

@@ -24,10 +24,7 @@ configuration, few steps (about a minute on a 2-core CPU).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import io
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -40,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks import ROOT, write_report
+from benchmarks import ROOT, default_out, machine, now, write_report
 
 # name -> speed settings; "channels_last" is the project's default (conf/model/*.yaml)
 CONFIGS: dict[str, dict] = {
@@ -89,7 +86,7 @@ def interval_stats(intervals: list[float], batch_size: int) -> dict:
 
 def step_stats(starts: list[float], batch_size: int, warmup: int) -> dict:
     """Stats of one run from its step start times (the last entry is the end), after ``warmup`` steps."""
-    intervals = [b - a for a, b in zip(starts[warmup:-1], starts[warmup + 1:])]
+    intervals = [b - a for a, b in zip(starts[warmup:-1], starts[warmup + 1 :])]
     return {**interval_stats(intervals, batch_size), "warmup_s": starts[warmup] - starts[0], "intervals": intervals}
 
 
@@ -142,18 +139,31 @@ def lightning_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, s
             self.end = time.perf_counter()
 
     torch.manual_seed(seed)
-    module = SegModule(net_cfg, {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}, None,
-                       channels_last=spec["channels_last"], compile=spec["compile"])
+    module = SegModule(
+        net_cfg,
+        {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3},
+        None,
+        channels_last=spec["channels_last"],
+        compile=spec["compile"],
+    )
     timer = StepTimes()
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, precision=spec["precision"], max_epochs=1, limit_val_batches=0,
-        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[timer],
+        accelerator="cpu",
+        devices=1,
+        precision=spec["precision"],
+        max_epochs=1,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # e.g. "the dataloader does not have many workers"
         trainer.fit(module, train_dataloaders=loader)
-    return step_stats(timer.starts + [timer.end], loader.batch_size, warmup)
+    return step_stats([*timer.starts, timer.end], loader.batch_size, warmup)
 
 
 @torch.no_grad()
@@ -177,17 +187,6 @@ def peak_rss_mb() -> float:
     """Peak resident memory of this process so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
 
 
 def run_config(name: str, net_cfg: dict, args: argparse.Namespace) -> dict:
@@ -214,8 +213,10 @@ def run_config(name: str, net_cfg: dict, args: argparse.Namespace) -> dict:
     finally:
         torch.set_num_threads(threads_before)
     return {
-        "config": name, **spec,
-        "lightning": lightning, "plain": plain,
+        "config": name,
+        **spec,
+        "lightning": lightning,
+        "plain": plain,
         "lightning_over_plain": statistics.median(ratios),  # median over rounds of the per-round ratio
         "round_ratios": ratios,
         "inference_ms_per_image": latency,
@@ -228,10 +229,12 @@ def markdown(report: dict) -> str:
     lines = [
         f"Speed of `model={r['model']}` ({r['params']:,} parameters, {r['weights_mb']:.1f} MB float32), "
         f"batch {r['batch_size']}, {r['size']}x{r['size']} inputs ({r['data']}), {r['steps']} timed steps after "
-        f"{r['warmup']} warm-up, {r['rounds']} round(s) per path; {r['machine']['cpu']}, {r['machine']['logical_cpus']} logical CPUs, "
+        f"{r['warmup']} warm-up, {r['rounds']} round(s) per path; {r['machine']['cpu']} ({r['machine']['cpu_kind']}), "
+        f"{r['machine']['logical_cpus']} logical CPUs, "
         f"torch {r['machine']['torch']}; {r['date']}.",
         "",
-        "| config | Lightning img/s | plain img/s | Lightning / plain | plain vs first row | infer ms/img b1 | b8 | peak RSS MB |",
+        "| config | Lightning img/s | plain img/s | Lightning / plain | plain vs first row "
+        "| infer ms/img b1 | b8 | peak RSS MB |",
         "|---|---|---|---|---|---|---|---|",
     ]
     base = r["results"][0]["plain"]["images_per_s"]
@@ -258,8 +261,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=None, help="timed training steps (default 8, quick 3)")
     p.add_argument("--warmup", type=int, default=None, help="untimed first steps (default 2, quick 1)")
     p.add_argument("--infer-reps", type=int, default=None, help="timed inference calls (default 5, quick 3)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="plain/Lightning alternations per config; the ratio is the median over rounds (default 3, quick 1)")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="plain/Lightning alternations per config; the ratio is the median over rounds (default 3, quick 1)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     quick = args.quick
@@ -278,13 +285,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    from seg.model import count_parameters
-
     from hydra.utils import instantiate
 
-    started = dt.datetime.now(dt.timezone.utc)
-    out = args.out or ROOT / "outputs" / "benchmarks" / started.strftime("%Y-%m-%d_%H-%M-%S")
-    out.mkdir(parents=True, exist_ok=True)
+    from seg.model import count_parameters
+
+    started = now()
+    out = args.out or default_out(started)
     net_cfg = net_config(args.model, args.weights)
     net = instantiate(net_cfg)
     buf = io.BytesIO()
@@ -293,19 +299,27 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join(["python -m benchmarks.speed", *(argv if argv is not None else sys.argv[1:])]),
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
-        "model": args.model, "net": net_cfg,
-        "params": count_parameters(net), "trainable_params": count_parameters(net, trainable_only=True),
+        "model": args.model,
+        "net": net_cfg,
+        "params": count_parameters(net),
+        "trainable_params": count_parameters(net, trainable_only=True),
         "weights_mb": buf.tell() / 2**20,
-        "data": "synthetic tensors, random labels" + (", pretrained encoder" if args.weights else ", random-init encoder"),
-        "batch_size": args.batch_size, "size": args.size, "steps": args.steps, "warmup": args.warmup,
-        "infer_reps": args.infer_reps, "rounds": args.rounds, "results": [],
+        "data": "synthetic tensors, random labels"
+        + (", pretrained encoder" if args.weights else ", random-init encoder"),
+        "batch_size": args.batch_size,
+        "size": args.size,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "infer_reps": args.infer_reps,
+        "rounds": args.rounds,
+        "results": [],
     }
     del net
     for name in args.configs:
         print(f"[benchmarks.speed] {name} ...", file=sys.stderr, flush=True)
         report["results"].append(run_config(name, net_cfg, args))
     report["peak_rss_mb"] = peak_rss_mb()
-    report["wall_s"] = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+    report["wall_s"] = (now() - started).total_seconds()
     write_report(out, "speed", report, markdown(report))
     return report
 

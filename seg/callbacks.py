@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from matplotlib.figure import Figure  # figures without pyplot: rendered off-screen for TensorBoard
+from pytorch_lightning.loggers import TensorBoardLogger
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")  # figures are rendered to images for TensorBoard; no display needed
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
-
-from seg.data import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, encode_target  # noqa: E402
-from seg.eval import class_iou  # noqa: E402
+from seg.labels import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, encode_target
+from seg.metrics import class_iou
 
 
 def _tensorboard(trainer: pl.Trainer):
@@ -77,11 +73,12 @@ class PredictionImages(pl.Callback):
         self._log(trainer, pl_module)
 
 
-def confusion_figure(confmat: np.ndarray, names=CLASS_NAMES) -> plt.Figure:
+def confusion_figure(confmat: np.ndarray, names=CLASS_NAMES) -> Figure:
     """Row-normalised confusion matrix (rows = ground truth) with class names."""
     rows = confmat.sum(1, keepdims=True)
     norm = np.divide(confmat, rows, out=np.zeros(confmat.shape, dtype=float), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(9, 8))
+    fig = Figure(figsize=(9, 8))
+    ax = fig.subplots()
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=90)
     ax.set_yticks(range(len(names)), names)
@@ -92,9 +89,10 @@ def confusion_figure(confmat: np.ndarray, names=CLASS_NAMES) -> plt.Figure:
     return fig
 
 
-def iou_figure(iou: np.ndarray, names=CLASS_NAMES) -> plt.Figure:
+def iou_figure(iou: np.ndarray, names=CLASS_NAMES) -> Figure:
     """Per-class IoU bars; classes absent from ground truth and predictions are left empty."""
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig = Figure(figsize=(9, 4))
+    ax = fig.subplots()
     ax.bar(range(len(names)), np.nan_to_num(iou), color="tab:blue")
     ax.set_xticks(range(len(names)), names, rotation=90)
     ax.set_ylim(0, 1)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from seg.data import VOID
+from seg.labels import VOID
 
 
 class SegLoss(nn.Module):
@@ -18,15 +18,20 @@ class SegLoss(nn.Module):
     (as segmentation_models_pytorch's multiclass DiceLoss), computed from the softmax.
     """
 
-    def __init__(self, num_classes: int = 23, class_weight_power: float = 0.0, dice_weight: float = 0.0,
-                 smooth: float = 1.0):
+    def __init__(
+        self, num_classes: int = 23, class_weight_power: float = 0.0, dice_weight: float = 0.0, smooth: float = 1.0
+    ):
         super().__init__()
         if class_weight_power < 0 or dice_weight < 0:
-            raise ValueError(f"model.loss: class_weight_power and dice_weight must be >= 0, got "
-                             f"{class_weight_power} and {dice_weight}")
-        self.num_classes, self.power, self.dice_weight, self.smooth = num_classes, class_weight_power, dice_weight, smooth
+            raise ValueError(
+                f"model.loss: class_weight_power and dice_weight must be >= 0, got "
+                f"{class_weight_power} and {dice_weight}"
+            )
+        self.num_classes, self.power = num_classes, class_weight_power
+        self.dice_weight, self.smooth = dice_weight, smooth
         # recomputed from the data at every fit; not in the state dict, so checkpoints of any loss load
         self.register_buffer("class_weights", torch.ones(num_classes), persistent=False)
+        self._counts_set = False
 
     @property
     def needs_class_counts(self) -> bool:
@@ -42,8 +47,14 @@ class SegLoss(nn.Module):
         w = torch.zeros_like(freq)
         w[present] = (freq[present].median() / freq[present]) ** self.power
         self.class_weights.copy_(w.to(self.class_weights))
+        self._counts_set = True
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.power > 0 and not self._counts_set:
+            raise RuntimeError(
+                "model.loss.class_weight_power > 0 needs the training split's class pixel counts: call "
+                "set_class_counts(datamodule.class_pixel_counts('train')) before training (seg.train does)"
+            )
         weight = self.class_weights if self.power > 0 else None
         if not self.dice_weight:
             return nnf.cross_entropy(logits, target, weight=weight, ignore_index=VOID)

@@ -1,7 +1,14 @@
-"""Segmentation networks: a MobileNetV2 encoder with a transposed-convolution or a skip-connection decoder."""
+"""Segmentation nets: a MobileNetV2 encoder, a decoder, a 1x1 classifier, logits at the input size.
+
+:class:`EncoderDecoder` holds the forward once (encoder -> projection -> decoder -> classifier ->
+resize); the two nets differ only in their decoder: :class:`MobileNetSeg` (the course's
+transposed-convolution reference) and :class:`MobileNetSkipSeg` (skip connections from the stride
+16/8/4 features). Attribute names are the checkpoints' state_dict keys: keep them.
+"""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -19,7 +26,10 @@ def mobilenet_v2_encoder(weights: str | None = "IMAGENET1K_V1", freeze_params: i
     encoder = mobilenet_v2(weights=MobileNet_V2_Weights[weights] if weights else None).features
     params = list(encoder.parameters())
     if not 0 <= freeze_params <= len(params):
-        raise ValueError(f"model.freeze_params must be in [0, {len(params)}], got {freeze_params}")
+        raise ValueError(
+            f"model.net.freeze_params must be in [0, {len(params)}] (MobileNetV2 has {len(params)} parameter "
+            f"tensors), got {freeze_params}"
+        )
     for p in params[:freeze_params]:
         p.requires_grad_(False)
     return encoder
@@ -27,7 +37,9 @@ def mobilenet_v2_encoder(weights: str | None = "IMAGENET1K_V1", freeze_params: i
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
     """k x k convolution (same padding) + BatchNorm + ReLU."""
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 def up_block(cin: int, cout: int) -> nn.Sequential:
@@ -39,7 +51,54 @@ def up_block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-class MobileNetSeg(nn.Module):
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (optionally only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+class EncoderDecoder(nn.Module):
+    """MobileNetV2 ``features`` -> 1x1 projection -> :meth:`decode` -> 1x1 classifier -> input size.
+
+    Subclasses set ``SKIPS`` (encoder blocks whose outputs the decoder also gets, deepest first),
+    build their decoder from :attr:`skip_channels` and end with :meth:`add_classifier`.
+    """
+
+    SKIPS: tuple[int, ...] = ()
+
+    def __init__(self, weights: str | None, freeze_params: int, proj_channels: int) -> None:
+        super().__init__()
+        self.encoder = mobilenet_v2_encoder(weights, freeze_params)
+        self.project = conv_bn_relu(self.encoder[-1].out_channels, proj_channels, k=1)
+
+    @property
+    def skip_channels(self) -> tuple[int, ...]:
+        """Channels of the ``SKIPS`` features, read off torchvision's blocks."""
+        return tuple(self.encoder[i].out_channels for i in self.SKIPS)
+
+    def add_classifier(self, channels: int, num_classes: int) -> None:
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        skips: dict[int, torch.Tensor] = {}
+        y = x
+        for i, block in enumerate(self.encoder):
+            y = block(y)
+            if i in self.SKIPS:
+                skips[i] = y
+        y = self.classifier(self.decode(self.project(y), [skips[i] for i in self.SKIPS]))
+        # The encoder rounds odd sizes up at each of its 5 stride-2 steps (240 -> 8 -> 256 after the
+        # reference decoder; 213 -> 7 -> 224), and the skip decoder ends at stride 4: the logits are
+        # resized back to the input size, so any H, W works.
+        if y.shape[-2:] != size:
+            y = nnf.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return y
+
+
+class MobileNetSeg(EncoderDecoder):
     """The I2DL reference encoder-decoder, within the 5M-parameter budget.
 
     Taken literally (a 3x3 transposed conv straight from 1280 to 256 channels) the reference has
@@ -54,41 +113,26 @@ class MobileNetSeg(nn.Module):
         freeze_params: int = 50,
         proj_channels: int = 256,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 32),
-    ):
-        super().__init__()
-        self.encoder = mobilenet_v2_encoder(weights, freeze_params)
-        self.project = conv_bn_relu(1280, proj_channels, k=1)
+    ) -> None:
+        super().__init__(weights, freeze_params, proj_channels)
         chans = [proj_channels, *decoder_channels]
-        self.decoder = nn.Sequential(*(up_block(a, b) for a, b in zip(chans[:-1], chans[1:])))
-        self.classifier = nn.Conv2d(chans[-1], num_classes, 1)
+        self.decoder = nn.Sequential(*(up_block(a, b) for a, b in itertools.pairwise(chans)))
+        self.add_classifier(chans[-1], num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        y = self.classifier(self.decoder(self.project(self.encoder(x))))
-        # The encoder rounds odd sizes up at each of its 5 stride-2 steps (240 -> 8 -> 256 after
-        # the decoder; 213 -> 7 -> 224), so the logits are resized back to the input size.
-        if y.shape[-2:] != size:
-            y = nnf.interpolate(y, size=size, mode="bilinear", align_corners=False)
-        return y
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        return self.decoder(x)
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (optionally only those with ``requires_grad``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-class MobileNetSkipSeg(nn.Module):
+class MobileNetSkipSeg(EncoderDecoder):
     """MobileNetV2 encoder with a U-Net-like decoder using skips from its stride-16/8/4 features.
 
-    The stride-32 output (1280 channels) is projected by a 1x1 conv to ``proj_channels``; each decoder
-    stage upsamples bilinearly to the size of the next skip feature (so odd input sizes work),
-    concatenates it (stride 16: 96 channels after ``features[13]``, stride 8: 32 after
+    Each decoder stage upsamples bilinearly to the size of the next skip feature (so odd input sizes
+    work), concatenates it (stride 16: 96 channels after ``features[13]``, stride 8: 32 after
     ``features[6]``, stride 4: 24 after ``features[3]``) and fuses with a 3x3 conv + BN + ReLU. The
     stride-4 logits are resized to the input size. About 3.1M parameters with the defaults.
     """
 
     SKIPS = (13, 6, 3)  # indices into mobilenet_v2().features whose outputs feed the decoder
-    SKIP_CHANNELS = (96, 32, 24)
 
     def __init__(
         self,
@@ -97,29 +141,21 @@ class MobileNetSkipSeg(nn.Module):
         freeze_params: int = 50,
         proj_channels: int = 256,
         decoder_channels: Sequence[int] = (128, 64, 48),
-    ):
-        super().__init__()
+    ) -> None:
         if len(decoder_channels) != len(self.SKIPS):
-            raise ValueError(f"decoder_channels needs {len(self.SKIPS)} entries, got {list(decoder_channels)}")
-        self.encoder = mobilenet_v2_encoder(weights, freeze_params)
-        self.project = conv_bn_relu(1280, proj_channels, k=1)
+            raise ValueError(
+                f"model.net.decoder_channels needs {len(self.SKIPS)} entries (one per skip), "
+                f"got {list(decoder_channels)}"
+            )
+        super().__init__(weights, freeze_params, proj_channels)
         chans = [proj_channels, *decoder_channels]
         self.fuse = nn.ModuleList(
-            conv_bn_relu(cin + skip, cout) for cin, skip, cout in zip(chans[:-1], self.SKIP_CHANNELS, chans[1:])
+            conv_bn_relu(cin + skip, cout) for cin, skip, cout in zip(chans[:-1], self.skip_channels, chans[1:])
         )
-        self.classifier = nn.Conv2d(chans[-1], num_classes, 1)
+        self.add_classifier(chans[-1], num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        skips = {}
-        y = x
-        for i, block in enumerate(self.encoder):
-            y = block(y)
-            if i in self.SKIPS:
-                skips[i] = y
-        y = self.project(y)
-        for i, fuse in zip(self.SKIPS, self.fuse):
-            s = skips[i]
-            y = nnf.interpolate(y, size=s.shape[-2:], mode="bilinear", align_corners=False)
-            y = fuse(torch.cat([y, s], 1))
-        return nnf.interpolate(self.classifier(y), size=size, mode="bilinear", align_corners=False)
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for s, fuse in zip(skips, self.fuse):
+            x = nnf.interpolate(x, size=s.shape[-2:], mode="bilinear", align_corners=False)
+            x = fuse(torch.cat([x, s], 1))
+        return x

@@ -13,7 +13,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
-from seg.data import VOID
+from seg.labels import VOID
 from seg.losses import SegLoss
 
 
@@ -45,12 +45,12 @@ class SegModule(pl.LightningModule):
         encoder_lr_mult: float = 1.0,
     ):
         super().__init__()
+        # plain dicts, not Hydra DictConfigs: checkpoints then load with torch.load(weights_only=True)
+        net, optimizer, scheduler, loss = (_plain(c) for c in (net, optimizer, scheduler, loss))
         is_module = isinstance(net, nn.Module)
-        self.save_hyperparameters(
-            {"net": None if is_module else _plain(net), "optimizer": _plain(optimizer), "scheduler": _plain(scheduler),
-             "num_classes": num_classes, "monitor": monitor, "channels_last": channels_last,
-             "loss": _plain(loss), "encoder_lr_mult": encoder_lr_mult}
-        )
+        # every argument is stored (the checkpoint alone rebuilds the module) but a ready-made net, and
+        # compile, a runtime speed option; seg.train logs the whole run config itself (logger=False)
+        self.save_hyperparameters(ignore=["net", "compile"] if is_module else ["compile"], logger=False)
         self.net = net if is_module else instantiate(net)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -74,15 +74,6 @@ class SegModule(pl.LightningModule):
         # pixel counts (ground truth x prediction) of the test split, drawn by seg.callbacks.TestReport
         self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID)
 
-    def setup(self, stage: str) -> None:
-        # class-weighted losses need the training split's pixel counts (seg.data.MSRCDataModule)
-        if stage == "fit" and getattr(self.criterion, "needs_class_counts", False):
-            dm = getattr(self.trainer, "datamodule", None)
-            if dm is None or not hasattr(dm, "class_pixel_counts"):
-                raise ValueError("model.loss.class_weight_power > 0 needs a datamodule with class_pixel_counts() "
-                                 "(seg.data.MSRCDataModule); set it to 0 otherwise")
-            self.criterion.set_class_counts(dm.class_pixel_counts("train"))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -98,8 +89,15 @@ class SegModule(pl.LightningModule):
         metrics.update(pred, y)
         if stage == "test":
             self.test_confusion.update(pred, y)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, batch_size=x.shape[0],
-                 sync_dist=True)  # averaged over processes under DDP (a no-op in one process)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=x.shape[0],
+            sync_dist=True,
+        )  # averaged over processes under DDP (a no-op in one process)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -130,8 +128,10 @@ class SegModule(pl.LightningModule):
                 raise ValueError(f"model.encoder_lr_mult={mult} needs a net with an .encoder")
             enc = {id(p) for p in self.net.encoder.parameters()}
             lr = self.hparams.optimizer["lr"]
-            params = [{"params": [p for p in params if id(p) not in enc]},
-                      {"params": [p for p in params if id(p) in enc], "lr": lr * mult}]
+            params = [
+                {"params": [p for p in params if id(p) not in enc]},
+                {"params": [p for p in params if id(p) in enc], "lr": lr * mult},
+            ]
         optimizer = instantiate(self.hparams.optimizer)(params=params)
         if not self.hparams.scheduler:
             return optimizer

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import io
 import json
 import logging
-import math
 import os
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,38 +29,26 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from seg.results import atomic_write, finite, read_result
+
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"  # written by seg.train at the end of a run (rank 0 only)
 JOB_FILE = "job.json"  # written by SweepSummary at the end of each job of a multirun
 SWEEP_FILE = ".sweep.json"  # the multirun's shared override keys and sort order, written at its start
-COLUMNS = ("job", "status", "overrides", "best val/acc", "test/acc", "test/miou", "epochs", "wall_time_s",
-           "objective", "output_dir", "error")
+COLUMNS = (
+    "job",
+    "status",
+    "overrides",
+    "best val/acc",
+    "test/acc",
+    "test/miou",
+    "epochs",
+    "wall_time_s",
+    "objective",
+    "output_dir",
+    "error",
+)
 METRIC_KEYS = {"best val/acc": "best/val/acc", "test/acc": "test/acc", "test/miou": "test/miou"}
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
-    os.replace(f.name, path)
-
-
-def _finite(v: Any) -> float | None:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def write_result(output_dir: str | os.PathLike, metrics: Mapping[str, float], epochs: int, wall_time: float) -> Path:
-    """``<output_dir>/result.json``: every metric of a finished run, its epoch count and wall time."""
-    path = Path(output_dir) / RESULT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"metrics": {k: _finite(v) for k, v in metrics.items()}, "epochs": int(epochs),
-            "wall_time_s": round(float(wall_time), 3)}
-    _atomic_write(path, json.dumps(data, indent=2) + "\n")
-    return path
 
 
 def _torch_threads() -> int | None:
@@ -77,7 +64,7 @@ def _parse(override: str) -> tuple[str, bool]:
 
     try:
         o = OverridesParser.create().parse_override(override)
-    except Exception:  # noqa: BLE001 - an unparsable override is shown, not dropped
+    except Exception:
         return override, True
     return o.get_key_element(), o.is_sweep_override()
 
@@ -114,10 +101,13 @@ class SweepSummary(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False) or []
         direction = OmegaConf.select(config, "hydra.sweeper.direction", default=None)
-        info = {"fixed_keys": fixed_keys(task),
-                "direction": str(getattr(direction, "name", direction) or "maximize").lower(),
-                "optimized_metric": config.get("optimized_metric"), "pid": os.getpid()}
-        _atomic_write(sweep_dir / SWEEP_FILE, json.dumps(info, indent=2) + "\n")
+        info = {
+            "fixed_keys": fixed_keys(task),
+            "direction": str(getattr(direction, "name", direction) or "maximize").lower(),
+            "optimized_metric": config.get("optimized_metric"),
+            "pid": os.getpid(),
+        }
+        atomic_write(sweep_dir / SWEEP_FILE, json.dumps(info, indent=2) + "\n")
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._started[str(config.hydra.runtime.output_dir)] = time.perf_counter()
@@ -142,18 +132,17 @@ class SweepSummary(Callback):
             "error": None,
         }
         if job_return.status == JobStatus.COMPLETED:
-            record["objective"] = _finite(job_return.return_value)
+            record["objective"] = finite(job_return.return_value)
         else:
             # job_return.return_value would re-raise; the exception itself is kept in _return_value
             err = job_return._return_value
             record["error"] = f"{type(err).__name__}: {err}"[:500]
-        result = job_dir / RESULT_FILE
-        if result.is_file():
-            data = json.loads(result.read_text())
+        data = read_result(job_dir)  # written by seg.train at the end of the job
+        if data is not None:
             record["metrics"] = data.get("metrics", {})
             record["epochs"] = data.get("epochs")
         job_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(job_dir / JOB_FILE, json.dumps(record, indent=2) + "\n")
+        atomic_write(job_dir / JOB_FILE, json.dumps(record, indent=2) + "\n")
         self.write(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -170,8 +159,8 @@ class SweepSummary(Callback):
             rows, info = summary_rows(sweep_dir)
             csv_path = sweep_dir / f"{self.filename}.csv"
             md_path = sweep_dir / f"{self.filename}.md"
-            _atomic_write(csv_path, to_csv(rows))
-            _atomic_write(md_path, to_markdown(rows, info, sweep_dir))
+            atomic_write(csv_path, to_csv(rows))
+            atomic_write(md_path, to_markdown(rows, info, sweep_dir))
         return csv_path, md_path
 
 
@@ -192,16 +181,18 @@ def summary_rows(sweep_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
     def key(r: dict[str, Any]) -> tuple:
         obj = r["objective"]
-        return (r["status"] != "completed", obj is None, (obj if minimize else -obj) if obj is not None else 0,
-                r["job"])
+        return (
+            r["status"] != "completed",
+            obj is None,
+            (obj if minimize else -obj) if obj is not None else 0,
+            r["job"],
+        )
 
     rows.sort(key=key)
     return rows, info
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
-    import io
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()

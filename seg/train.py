@@ -1,46 +1,20 @@
-"""`python -m seg.train`: fit, then test the best checkpoint, all composed by Hydra from conf/."""
+"""`python -m seg.train`: fit, then test the best checkpoint, all composed by Hydra from conf/train.yaml."""
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from seg.sweep import write_result
-
-# conf/ interpolates the project root (paths.root_dir); like rootutils in lightning-hydra-template.
-os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
+from seg.build import build, hparams_for_table
+from seg.results import write_result
 
 log = logging.getLogger(__name__)
 
-
-def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
-    """Instantiate datamodule, module and trainer (with callbacks and logger) from the config."""
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"))
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
-    return datamodule, model, trainer
-
-
 HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/miou")
-
-
-def hparams_for_table(cfg: DictConfig) -> dict:
-    """The knobs worth a column in TensorBoard's HPARAMS table (nested; the logger flattens them)."""
-    c = OmegaConf.to_container(cfg, resolve=True)
-    keep = {"data": ("batch_size", "crop_size", "normalize"), "trainer": ("max_epochs", "precision")}
-    table = {k: {n: c[k].get(n) for n in names} for k, names in keep.items() if c.get(k)}
-    table.update({k: c.get(k) or "none" for k in ("model", "optimizer", "scheduler")})
-    table["seed"] = c.get("seed")
-    return table
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -48,11 +22,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     started = time.perf_counter()
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg)
+    if getattr(model.criterion, "needs_class_counts", False):  # class-weighted loss
+        datamodule.prepare_data()
+        model.criterion.set_class_counts(datamodule.class_pixel_counts("train"))
     if trainer.logger is not None:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-
     ckpt_cb = trainer.checkpoint_callback
     best_path = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
@@ -61,12 +38,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # Test the best checkpoint; without one (fast_dev_run) the weights in memory.
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+
     if trainer.logger is not None:
         # TensorBoard's HPARAMS tab: this run's hyperparameters beside its final metrics, so that the
         # runs of a sweep can be compared in one table
         final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in HPARAM_METRICS if k in metrics}
         trainer.logger.log_hyperparams(hparams_for_table(cfg), final)
-
     summary = {
         "best val/acc": metrics.get("best/val/acc"),
         "test/acc": metrics.get("test/acc"),
@@ -74,11 +51,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "checkpoint": best_path or None,
         "output_dir": cfg.paths.output_dir,
     }
-    log.info("Summary:\n" + "\n".join(f"  {k:14s} {v:.4f}" if isinstance(v, float) else f"  {k:14s} {v}"
-                                       for k, v in summary.items()))
+    log.info(
+        "Summary:\n"
+        + "\n".join(f"  {k:14s} {v:.4f}" if isinstance(v, float) else f"  {k:14s} {v}" for k, v in summary.items())
+    )
     if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.sweep.SweepSummary)
-        write_result(cfg.paths.output_dir, metrics, epochs=trainer.current_epoch,
-                     wall_time=time.perf_counter() - started)
+        write_result(
+            cfg.paths.output_dir, metrics, epochs=trainer.current_epoch, wall_time=time.perf_counter() - started
+        )
     return metrics
 
 

@@ -1,20 +1,12 @@
-"""Loss options (class weights, Dice), the encoder lr multiplier, class pixel counts, the data cache."""
+"""The loss: cross-entropy with void ignored, class weights, the soft Dice term."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as nnf
-from conftest import CROP
-from PIL import Image
 
-from seg.data import ARCHIVE_DIR, MSRCDataModule, MSRCDataset, decode_target, read_split
 from seg.losses import SegLoss
-from seg.module import SegModule
-
-NET = {"_target_": "seg.model.MobileNetSkipSeg", "weights": None, "freeze_params": 0}
-ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
 
 
 def test_default_loss_is_cross_entropy_ignoring_void():
@@ -22,7 +14,6 @@ def test_default_loss_is_cross_entropy_ignoring_void():
     logits, target = torch.randn(2, 23, 5, 7), torch.randint(-1, 23, (2, 5, 7))
     expected = nnf.cross_entropy(logits, target, ignore_index=-1)
     torch.testing.assert_close(SegLoss()(logits, target), expected)
-    torch.testing.assert_close(SegModule(NET, ADAM).criterion(logits, target), expected)
 
 
 def test_class_weights_are_median_frequency_to_a_power():
@@ -33,8 +24,9 @@ def test_class_weights_are_median_frequency_to_a_power():
     half.set_class_counts(torch.tensor([10, 20, 40, 0]))
     torch.testing.assert_close(half.class_weights, torch.tensor([2**0.5, 1.0, 0.5**0.5, 0.0]))
     logits, target = torch.randn(1, 4, 3, 3), torch.tensor([[[0, 1, 2], [2, 2, -1], [0, 1, 1]]])
-    torch.testing.assert_close(loss(logits, target),
-                               nnf.cross_entropy(logits, target, weight=loss.class_weights, ignore_index=-1))
+    torch.testing.assert_close(
+        loss(logits, target), nnf.cross_entropy(logits, target, weight=loss.class_weights, ignore_index=-1)
+    )
     with pytest.raises(ValueError, match="expected 4 class counts"):
         loss.set_class_counts(torch.ones(3))
 
@@ -65,7 +57,8 @@ def test_dice_term_is_zero_for_a_confident_right_answer_and_ignores_void():
     # and the same gradient as the one-hot form
     got.backward()
     pb = rand_b.softmax(1) * valid
-    (1 - ((2 * (pb * onehot).sum((0, 2, 3)) + 1) / (pb.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1))[present].mean()).backward()
+    dice_b = (2 * (pb * onehot).sum((0, 2, 3)) + 1) / (pb.sum((0, 2, 3)) + onehot.sum((0, 2, 3)) + 1)
+    (1 - dice_b[present].mean()).backward()
     torch.testing.assert_close(rand_a.grad, rand_b.grad)
     torch.testing.assert_close(smooth(rand, labels), nnf.cross_entropy(rand, labels, ignore_index=-1) + 0.5 * expected)
     all_void = torch.full((1, 2, 3), -1)
@@ -77,51 +70,8 @@ def test_negative_loss_settings_are_refused():
         SegLoss(dice_weight=-1)
 
 
-def test_encoder_lr_multiplier_makes_two_param_groups():
-    module = SegModule(NET, ADAM, None, encoder_lr_mult=0.1)
-    opt = module.configure_optimizers()
-    decoder_group, encoder_group = opt.param_groups
-    assert decoder_group["lr"] == pytest.approx(1e-3) and encoder_group["lr"] == pytest.approx(1e-4)
-    enc = {id(p) for p in module.net.encoder.parameters()}
-    assert {id(p) for p in encoder_group["params"]} == enc  # freeze_params=0: the whole encoder
-    assert not enc & {id(p) for p in decoder_group["params"]}
-    assert len(decoder_group["params"]) + len(encoder_group["params"]) == len(list(module.parameters()))
-    assert len(SegModule(NET, ADAM, None).configure_optimizers().param_groups) == 1
-
-
-def test_class_pixel_counts_match_the_targets_on_disk(data_dir):
-    root = data_dir / ARCHIVE_DIR
-    expected = np.zeros(23, np.int64)
-    for name in read_split(root / "train.txt"):
-        ids = decode_target(np.asarray(Image.open(root / "targets" / f"{name}_GT.bmp").convert("RGB")))
-        expected += np.bincount(ids[ids >= 0], minlength=23)
-    for cache in (True, False):
-        dm = MSRCDataModule(str(data_dir), url="unused", crop_size=CROP, cache=cache)
-        assert dm.class_pixel_counts("train").tolist() == expected.tolist()
-
-
-def test_uncached_dataset_reads_the_same_samples(data_dir):
-    cached = MSRCDataset(data_dir / ARCHIVE_DIR, "val", crop_size=CROP)
-    fresh = MSRCDataset(data_dir / ARCHIVE_DIR, "val", crop_size=CROP, cache=False)
-    assert fresh.images is None and len(fresh) == len(cached) == 3
-    for i in range(len(cached)):
-        for a, b in zip(cached[i], fresh[i]):
-            torch.testing.assert_close(a, b)
-
-
-def test_class_weighted_training_gets_counts_from_the_datamodule(data_dir):
-    import pytorch_lightning as pl
-
-    dm = MSRCDataModule(str(data_dir), url="unused", crop_size=CROP, batch_size=3)
-    loss_cfg = {"_target_": "seg.losses.SegLoss", "num_classes": 23, "class_weight_power": 1.0}
-    module = SegModule({**NET, "freeze_params": 50}, ADAM, None, loss=loss_cfg)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, limit_val_batches=1,
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False)
-    trainer.fit(module, datamodule=dm)
-    counts = dm.class_pixel_counts("train")
-    w = module.criterion.class_weights
-    assert (w[counts == 0] == 0).all() and (w[counts > 0] > 0).all()
-    present = counts > 0
-    # the rarest present class weighs most, the commonest least
-    assert w[present].argmax() == counts[present].argmin() and w[present].argmin() == counts[present].argmax()
+def test_class_weights_without_counts_are_a_clear_error():
+    loss = SegLoss(num_classes=3, class_weight_power=0.5)
+    assert loss.needs_class_counts and not SegLoss(num_classes=3).needs_class_counts
+    with pytest.raises(RuntimeError, match=r"set_class_counts\(datamodule.class_pixel_counts\('train'\)\)"):
+        loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))

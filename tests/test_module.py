@@ -1,24 +1,31 @@
-"""The LightningModule: overfitting a batch, masked metrics, optimizer and scheduler wiring."""
+"""The LightningModule: overfitting a batch, masked metrics, optimizer and scheduler wiring, hyperparameters."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CROP
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from seg.data import ARCHIVE_DIR, MSRCDataset
+from seg.data import ARCHIVE_DIR, EvalPreset, MSRCDataset
 from seg.module import SegModule
+
+from helpers import CROP
 
 NET = {"_target_": "seg.model.MobileNetSeg", "weights": None, "freeze_params": 50}
 ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1e-3}
-PLATEAU = {"_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau", "_partial_": True, "mode": "max",
-           "factor": 0.5, "patience": 5}
+PLATEAU = {
+    "_target_": "torch.optim.lr_scheduler.ReduceLROnPlateau",
+    "_partial_": True,
+    "mode": "max",
+    "factor": 0.5,
+    "patience": 5,
+}
 
 
 def test_overfits_one_tiny_batch(data_dir):
     torch.manual_seed(0)
-    ds = MSRCDataset(data_dir / ARCHIVE_DIR, "train", crop_size=CROP)
+    ds = MSRCDataset(data_dir / ARCHIVE_DIR, "train", EvalPreset(CROP))
     x, y = next(iter(DataLoader(ds, batch_size=4)))
     module = SegModule(NET, {**ADAM, "lr": 1e-2}, None, channels_last=True)
     opt = module.configure_optimizers()
@@ -72,3 +79,43 @@ def test_hyperparameters_rebuild_the_module():
 def test_missing_optimizer_is_a_clear_error():
     with pytest.raises(ValueError, match="optimizer=adam"):
         SegModule(NET, None, None).configure_optimizers()
+
+
+def test_hyperparameters_are_plain_and_complete_and_compile_is_not_stored():
+    cfg = OmegaConf.create({"net": NET, "optimizer": ADAM, "scheduler": PLATEAU})
+    module = SegModule(cfg.net, cfg.optimizer, cfg.scheduler, encoder_lr_mult=0.5, compile=False)
+    hp = dict(module.hparams)
+    assert set(hp) == {
+        "net",
+        "optimizer",
+        "scheduler",
+        "num_classes",
+        "monitor",
+        "channels_last",
+        "loss",
+        "encoder_lr_mult",
+    }
+    # plain containers, not Hydra's DictConfig: a checkpoint loads with torch.load(weights_only=True)
+    assert type(hp["net"]) is dict and type(hp["optimizer"]) is dict and hp["encoder_lr_mult"] == 0.5
+
+
+def test_encoder_lr_multiplier_makes_two_param_groups():
+    net = {**NET, "_target_": "seg.model.MobileNetSkipSeg", "freeze_params": 0}
+    module = SegModule(net, ADAM, None, encoder_lr_mult=0.1)
+    opt = module.configure_optimizers()
+    decoder_group, encoder_group = opt.param_groups
+    assert decoder_group["lr"] == pytest.approx(1e-3) and encoder_group["lr"] == pytest.approx(1e-4)
+    enc = {id(p) for p in module.net.encoder.parameters()}
+    assert {id(p) for p in encoder_group["params"]} == enc  # freeze_params=0: the whole encoder
+    assert not enc & {id(p) for p in decoder_group["params"]}
+    assert len(decoder_group["params"]) + len(encoder_group["params"]) == len(list(module.parameters()))
+    assert len(SegModule(net, ADAM, None).configure_optimizers().param_groups) == 1
+
+
+def test_compile_option_compiles_in_place_and_keeps_state_dict_keys():
+    net_cfg = {"_target_": "seg.model.MobileNetSkipSeg", "weights": None}
+    plain = SegModule(net_cfg, None, None)
+    compiled = SegModule(net_cfg, None, None, compile=True)
+    assert compiled.net._compiled_call_impl is not None and plain.net._compiled_call_impl is None
+    assert list(compiled.state_dict()) == list(plain.state_dict())
+    assert "compile" not in compiled.hparams  # a runtime option: checkpoints load without it

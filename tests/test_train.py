@@ -1,50 +1,47 @@
-"""`python -m seg.train` end to end through Hydra: runs, multiruns, resume, configs, the real data."""
+"""`python -m seg.train` end to end through Hydra: runs, resume, fast_dev_run, multiruns, DDP, the real data."""
 
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
+import sys
 
 import pytest
 import torch
-from conftest import ROOT, run_module
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seg.train import build, main, objective
+from seg.build import build
+from seg.losses import SegLoss
+from seg.train import main, objective, train
 
-TINY = ["trainer.max_epochs=2", "++trainer.limit_val_batches=1", "++trainer.limit_test_batches=1",
-        "trainer.log_every_n_steps=1"]
+from helpers import CROP, ROOT, best_score, compose_config, run_module, scalars
 
 
 def run_train(*overrides: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return run_module("seg.train", *overrides, env=env)
 
 
-def scalars(run_dir: Path) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {}
-    for f in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
-        ea = EventAccumulator(str(f))
-        ea.Reload()
-        for tag in ea.Tags()["scalars"]:
-            out.setdefault(tag, []).extend(e.value for e in ea.Scalars(tag))
-    return out
-
-
 def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(train_overrides, tmp_path):
     run = tmp_path / "run"
-    proc = run_train(*train_overrides, *TINY, f"hydra.run.dir={run}")
+    proc = run_train(*train_overrides, "trainer.max_epochs=2", f"hydra.run.dir={run}")
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and any(n.startswith("epoch_") for n in ckpts)
     tags = scalars(run)
-    for tag in ("train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/miou",
-                "test/loss", "test/acc", "test/miou", "lr-Adam"):
+    for tag in (
+        "train/loss_step",
+        "train/loss_epoch",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/miou",
+        "test/loss",
+        "test/acc",
+        "test/miou",
+        "lr-Adam",
+    ):
         assert tag in tags, sorted(tags)
     assert len(tags["val/acc"]) == 2 and all(0.0 <= v <= 1.0 for v in tags["val/acc"])
     assert "Summary:" in proc.stdout + proc.stderr and "test/acc" in (run / "train.log").read_text()
 
-    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 1
     assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.MobileNetSeg"
 
@@ -52,11 +49,16 @@ def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(train_over
     # also in epochs that save no new best checkpoint (monitoring the epoch number, mode min, the first
     # resumed epoch stays the best one).
     resumed = tmp_path / "resumed"
-    run_train(*train_overrides, *TINY, "trainer.max_epochs=4", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-              "callbacks.model_checkpoint.monitor=epoch", "callbacks.model_checkpoint.mode=min",
-              f"hydra.run.dir={resumed}")
+    run_train(
+        *train_overrides,
+        "trainer.max_epochs=4",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        "callbacks.model_checkpoint.monitor=epoch",
+        "callbacks.model_checkpoint.mode=min",
+        f"hydra.run.dir={resumed}",
+    )
     assert sorted(p.name for p in (resumed / "checkpoints").glob("epoch_*.ckpt")) == ["epoch_002.ckpt"]
-    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 3
+    assert torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
     assert len(scalars(resumed)["val/acc"]) == 2
 
 
@@ -69,50 +71,25 @@ def test_fast_dev_run_shortcut(train_overrides, tmp_path):
 
 def test_multirun_runs_every_job(train_overrides, tmp_path):
     sweep = tmp_path / "sweep"
-    run_train("-m", *train_overrides, *TINY, "trainer.max_epochs=1", "optimizer.lr=1e-3,3e-4",
-              f"hydra.sweep.dir={sweep}")
+    run_train("-m", *train_overrides, "trainer.max_epochs=1", "optimizer.lr=1e-3,3e-4", f"hydra.sweep.dir={sweep}")
     for job, lr in (("0", 1e-3), ("1", 3e-4)):
         assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
         assert "val/acc" in scalars(sweep / job)
         assert "- optimizer.lr=" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
-        cfg = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=False)["hyper_parameters"]
+        cfg = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
         assert cfg["optimizer"]["lr"] == pytest.approx(lr)
     assert (sweep / "multirun.yaml").is_file()
 
 
-# ---------------------------------------------------------------- configs (in process) ----------
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
-
-
-@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
-@pytest.mark.parametrize("scheduler", ["plateau", "cosine", "none"])
-def test_every_optimizer_and_scheduler_option_builds(optimizer, scheduler, tmp_path):
-    cfg = compose_train(f"optimizer={optimizer}", f"scheduler={scheduler}", "model.net.weights=null",
-                        f"paths.output_dir={tmp_path}")
-    model = instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.scheduler)
-    conf = model.configure_optimizers()
-    opt = conf["optimizer"] if isinstance(conf, dict) else conf
-    assert type(opt).__name__.lower() == optimizer
-    assert isinstance(conf, dict) == (scheduler != "none")
-
-
-def test_defaults_and_reference_recipe():
-    cfg = compose_train()
-    assert cfg.data.batch_size == 8 and cfg.data.normalize is True and cfg.data.crop_size == 240
-    assert cfg.optimizer.lr == 1e-3 and cfg.scheduler.mode == "max" and cfg.scheduler.patience == 5
-    assert cfg.model.net.freeze_params == 50 and cfg.model.net.weights == "IMAGENET1K_V1"
-    assert cfg.callbacks.model_checkpoint.monitor == "val/acc" and cfg.optimized_metric == "val/acc"
-    seed = compose_train("experiment=seed")
-    assert seed.data.normalize is False and seed.trainer.max_epochs == 50 and seed.seed == 0
-
-
 def test_any_trainer_argument_can_be_overridden(tmp_path):
-    cfg = compose_train("model.net.weights=null", f"paths.output_dir={tmp_path}", "trainer.precision=bf16-mixed",
-                        "++trainer.limit_train_batches=2", "trainer.accelerator=cpu")
+    cfg = compose_config(
+        "train",
+        "model.net.weights=null",
+        f"paths.output_dir={tmp_path}",
+        "trainer.precision=bf16-mixed",
+        "++trainer.limit_train_batches=2",
+        "trainer.accelerator=cpu",
+    )
     _, _, trainer = build(cfg)
     assert trainer.limit_train_batches == 2
     assert "bf16" in str(trainer.precision)
@@ -120,11 +97,30 @@ def test_any_trainer_argument_can_be_overridden(tmp_path):
 
 
 def test_main_returns_the_best_value_of_optimized_metric(train_overrides, tmp_path):
-    cfg = compose_train(*train_overrides, *TINY, f"paths.output_dir={tmp_path}")
+    cfg = compose_config("train", *train_overrides, "trainer.max_epochs=2", f"paths.output_dir={tmp_path}")
     value = main.__wrapped__(cfg)
-    best = torch.load(next((tmp_path / "checkpoints").glob("epoch_*.ckpt")), weights_only=False)
-    score = next(v for k, v in best["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/acc" in k)["best_model_score"]
-    assert value == pytest.approx(float(score))
+    assert value == pytest.approx(best_score(tmp_path))
+
+
+def test_class_weighted_loss_gets_the_training_split_counts(train_overrides, tmp_path, monkeypatch, data_dir):
+    """seg.train hands the datamodule's class pixel counts to the loss (without them the loss raises)."""
+    from seg.data import MSRCDataModule
+
+    seen = []
+    original = SegLoss.set_class_counts
+    monkeypatch.setattr(SegLoss, "set_class_counts", lambda self, c: (seen.append(c), original(self, c)))
+    cfg = compose_config(
+        "train",
+        *train_overrides,
+        "trainer.max_epochs=1",
+        "model.loss.class_weight_power=1.0",
+        f"paths.output_dir={tmp_path}",
+        "test=false",
+    )
+    metrics = train(cfg)
+    assert 0.0 <= metrics["best/val/acc"] <= 1.0
+    expected = MSRCDataModule(str(data_dir), crop_size=CROP).class_pixel_counts("train")
+    assert len(seen) == 1 and seen[0].tolist() == expected.tolist()
 
 
 def test_objective_prefers_the_best_value_and_names_a_missing_metric():
@@ -136,33 +132,95 @@ def test_objective_prefers_the_best_value_and_names_a_missing_metric():
         objective(metrics, "nope")
 
 
-# ---------------------------------------------------------------- the real archive --------------
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_rank_zero_writes_and_val_acc_is_synchronised(train_overrides, tmp_path, data_dir):
+    import json
+
+    import pytorch_lightning as pl
+
+    from seg.data import MSRCDataModule
+    from seg.module import SegModule
+
+    base = [o for o in train_overrides if not o.startswith("data.batch_size=")]
+    run = tmp_path / "ddp"
+    # batch 1, 1 val batch per process: rank 0 validates image 0, rank 1 image 1 (DistributedSampler
+    # deals indices round-robin); a few steps, so that the net predicts some classes right
+    cmd = [
+        sys.executable,
+        "-m",
+        "seg.train",
+        "trainer=ddp",
+        *base,
+        "trainer.devices=2",
+        "trainer.sync_batchnorm=false",
+        "trainer.max_epochs=4",
+        "++trainer.limit_train_batches=3",
+        "++trainer.limit_val_batches=1",
+        "data.batch_size=1",
+        "optimizer.lr=0.01",
+        "test=false",
+        f"hydra.run.dir={run}",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:] + err[-5000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out + err
+
+    # Only rank 0 (the launched process) writes: one config, the checkpoints, TensorBoard, result.json.
+    # Rank 1 is re-launched by Lightning with hydra.output_subdir=null into the same run dir and
+    # leaves only its own text log.
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        [".hydra", "checkpoints", "result.json", "tensorboard", "train.log", "train_ddp_process_1.log"]
+    )
+    assert sorted(p.name for p in (run / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and all(f".{proc.pid}." in e.name for e in events)
+    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and len(ckpts) == 2
+    result = json.loads((run / "result.json").read_text())
+    assert result["epochs"] == 4
+
+    # The logged val/acc is over both processes' images (torchmetrics syncs its state): it equals a
+    # single process validating the same weights on images 0 and 1, not rank 0's image 0 alone.
+    logged = result["metrics"]["best/val/acc"]
+    best_ckpt = next((run / "checkpoints").glob("epoch_*.ckpt"))
+
+    def validate(batch_size: int) -> float:
+        model = SegModule.load_from_checkpoint(best_ckpt, map_location="cpu", weights_only=True)
+        dm = MSRCDataModule(str(data_dir), batch_size=batch_size, crop_size=CROP)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            limit_val_batches=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        return trainer.validate(model, datamodule=dm, verbose=False)[0]["val/acc"]
+
+    both, first = validate(2), validate(1)
+    assert logged > 0 and logged == pytest.approx(both, abs=1e-6)
+    assert abs(both - first) > 1e-3  # the comparison can tell a synced value from rank 0's own
 
 
 def test_smoke_on_the_real_archive_with_pretrained_encoder(real_env, tmp_path_factory):
     """The real download path (SEG_DATA_URL) and ImageNet weights (TORCH_HOME), a few batches."""
     run = tmp_path_factory.mktemp("real_run")
     data = tmp_path_factory.mktemp("real_data")
-    run_train(f"paths.data_dir={data}", f"hydra.run.dir={run}", "trainer.max_epochs=1", "trainer.accelerator=cpu",
-              "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1", "++trainer.limit_test_batches=1",
-              "callbacks.progress_bar.refresh_rate=0", env=real_env)
+    run_train(
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={run}",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "++trainer.limit_train_batches=2",
+        "++trainer.limit_val_batches=1",
+        "++trainer.limit_test_batches=1",
+        "callbacks.progress_bar.refresh_rate=0",
+        env=real_env,
+    )
     root = data / "segmentation_data"
     assert sum(1 for _ in (root / "images").glob("*.bmp")) == 391
     tags = scalars(run)
     assert 0.0 < tags["test/acc"][-1] <= 1.0
     assert (run / "checkpoints" / "last.ckpt").is_file()
-
-
-def test_every_trainer_argument_is_overridable_without_plus():
-    import inspect
-
-    import pytorch_lightning as pl
-
-    names = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["trainer.limit_train_batches=2", "trainer.gradient_clip_val=0.5",
-                                          "trainer.accelerator=cpu", "trainer.default_root_dir=/tmp/x"])
-    assert names <= set(cfg.trainer), sorted(names - set(cfg.trainer))
-    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    assert trainer.limit_train_batches == 2 and trainer.gradient_clip_val == 0.5
-    assert trainer.max_epochs == 50 and trainer.num_sanity_val_steps == 2  # Lightning's default kept

@@ -1,18 +1,34 @@
-"""benchmarks.speed: a tiny --quick run writes a well-formed JSON report and Markdown table (no timing asserts)."""
+"""The benchmarks: a tiny --quick run of each writes well-formed JSON and Markdown reports (no timing asserts)."""
 
 from __future__ import annotations
 
 import json
 import math
 
-from conftest import run_module
+from helpers import run_module
 
 
 def test_quick_benchmark_writes_json_and_markdown(tmp_path):
     out = tmp_path / "bench"
     proc = run_module(
-        "benchmarks.speed", "--quick", "--size", "64", "--batch-size", "2", "--steps", "2", "--warmup", "1",
-        "--infer-reps", "1", "--rounds", "2", "--configs", "fp32,channels_last", "--out", str(out),
+        "benchmarks.speed",
+        "--quick",
+        "--size",
+        "64",
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--infer-reps",
+        "1",
+        "--rounds",
+        "2",
+        "--configs",
+        "fp32,channels_last",
+        "--out",
+        str(out),
     )
     report = json.loads((out / "speed.json").read_text())
     assert report["model"] == "mobilenet" and report["size"] == 64 and report["batch_size"] == 2
@@ -45,8 +61,20 @@ def test_unknown_config_is_an_error(tmp_path):
 
 def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url):
     out = tmp_path / "bench"
-    proc = run_module("benchmarks.data", "--quick", "--size", "64", "--batch-size", "2",
-                      "--url", archive_url, "--data-dir", str(tmp_path / "data"), "--out", str(out))
+    proc = run_module(
+        "benchmarks.data",
+        "--quick",
+        "--size",
+        "64",
+        "--batch-size",
+        "2",
+        "--url",
+        archive_url,
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(out),
+    )
     report = json.loads((out / "data.json").read_text())
     assert [r["config"] for r in report["results"]] == ["cache", "no_cache", "cache+augment", "no_cache+augment"]
     for r in report["results"]:

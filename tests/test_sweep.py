@@ -1,32 +1,24 @@
-"""Sweeps and scale-out: grid multirun summaries, the Optuna sweeper, the joblib launcher, 2-process DDP."""
+"""Sweep bookkeeping: grid multirun summaries, the Optuna sweeper, the joblib launcher."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CROP, ROOT, run_module
-from hydra import compose, initialize_config_dir
 
 from seg.sweep import COLUMNS, JOB_FILE, SweepSummary, fixed_keys, summary_rows
 
-TINY = ["trainer.max_epochs=1", "++trainer.limit_val_batches=1", "++trainer.limit_test_batches=1",
-        "trainer.log_every_n_steps=1"]
+from helpers import best_score, read_csv, run_module
+
+ONE_EPOCH = ["trainer.max_epochs=1"]
 
 
 def run_seg(*overrides: str, ok: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     return run_module("seg.train", *overrides, env=env, check=ok)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture
@@ -35,41 +27,19 @@ def base(train_overrides) -> list[str]:
     return [o for o in train_overrides if not o.startswith("data.batch_size=")]
 
 
-def best_score(job_dir: Path) -> float:
-    ckpt = torch.load(next((job_dir / "checkpoints").glob("epoch_*.ckpt")), weights_only=False)
-    return float(next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/acc" in k)["best_model_score"])
-
-
-# ---------------------------------------------------------------- configs and the summary (fast) --
-
-
-def compose_train(*overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
-
-
-def test_optuna_search_space_and_ddp_configs_compose():
-    cfg = compose_train("hparams_search=optuna")
-    sweeper = cfg.hydra.sweeper
-    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 1234
-    assert sweeper.storage is None and sweeper.n_trials == 20 and cfg.optimized_metric == "val/acc"
-    assert dict(sweeper.params) == {
-        "optimizer": "choice(adam, adamw, sgd)",
-        "optimizer.lr": "tag(log, interval(1e-4, 3e-2))",
-        "optimizer.weight_decay": "tag(log, interval(1e-6, 1e-2))",
-        "data.batch_size": "choice(4, 8, 16)",
-        "model.net.freeze_params": "choice(0, 50, 100, 156)",
-    }
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "seg.sweep.SweepSummary"
-    ddp = compose_train("trainer=ddp").trainer
-    assert ddp.strategy == "ddp" and ddp.sync_batchnorm is True and ddp.devices == "auto"
-    assert ddp._target_ == "pytorch_lightning.Trainer" and ddp.max_epochs == 50  # on top of trainer/default
+# ---------------------------------------------------------------- the summary (fast) -----------------
 
 
 def test_fixed_keys_are_the_unswept_command_line_overrides():
-    task = ["data.url=file:///x.zip", "data.batch_size=3", "optimizer.lr=1e-3,3e-4", "data.batch_size=2,4",
-            "++trainer.limit_val_batches=1", "hparams_search=optuna", "model.net.freeze_params=choice(0,50)"]
+    task = [
+        "data.url=file:///x.zip",
+        "data.batch_size=3",
+        "optimizer.lr=1e-3,3e-4",
+        "data.batch_size=2,4",
+        "++trainer.limit_val_batches=1",
+        "hparams_search=optuna",
+        "model.net.freeze_params=choice(0,50)",
+    ]
     assert fixed_keys(task) == ["++trainer.limit_val_batches", "data.url", "hparams_search"]
 
 
@@ -83,9 +53,17 @@ def test_summary_sorts_best_first_failed_last_and_drops_shared_overrides(tmp_pat
     for num, status, obj, overrides in jobs:
         (tmp_path / str(num)).mkdir()
         metrics = {"best/val/acc": obj, "test/acc": 0.4, "test/miou": 0.2} if obj is not None else None
-        rec = {"job": num, "status": status, "overrides": overrides, "objective": obj, "metrics": metrics,
-               "epochs": 3 if obj is not None else None, "wall_time_s": 1.5, "output_dir": str(tmp_path / str(num)),
-               "error": None if obj is not None else "ValueError: Invalid learning rate: -1"}
+        rec = {
+            "job": num,
+            "status": status,
+            "overrides": overrides,
+            "objective": obj,
+            "metrics": metrics,
+            "epochs": 3 if obj is not None else None,
+            "wall_time_s": 1.5,
+            "output_dir": str(tmp_path / str(num)),
+            "error": None if obj is not None else "ValueError: Invalid learning rate: -1",
+        }
         (tmp_path / str(num) / JOB_FILE).write_text(json.dumps(rec))
     rows, _ = summary_rows(tmp_path)
     assert [r["job"] for r in rows] == [2, 0, 1]
@@ -109,15 +87,17 @@ def test_summary_sorts_best_first_failed_last_and_drops_shared_overrides(tmp_pat
 def test_grid_sweep_summary_records_a_failed_job_and_the_others_still_run(base, tmp_path):
     sweep = tmp_path / "grid"
     # lr=-1 makes the optimizer raise: Hydra's basic launcher runs every job of the batch, then re-raises
-    proc = run_seg("-m", *base, *TINY, "optimizer.lr=1e-3,-1", "data.batch_size=2,3", f"hydra.sweep.dir={sweep}",
-                   ok=False)
+    proc = run_seg(
+        "-m", *base, *ONE_EPOCH, "optimizer.lr=1e-3,-1", "data.batch_size=2,3", f"hydra.sweep.dir={sweep}", ok=False
+    )
     assert proc.returncode != 0 and "Invalid learning rate: -1" in proc.stderr
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
 
     rows = read_csv(sweep / "summary.csv")
     assert len(rows) == 4 and tuple(rows[0]) == COLUMNS
     assert sorted(r["overrides"] for r in rows) == sorted(
-        f"optimizer.lr={lr} data.batch_size={bs}" for lr in ("0.001", "-1") for bs in (2, 3))
+        f"optimizer.lr={lr} data.batch_size={bs}" for lr in ("0.001", "-1") for bs in (2, 3)
+    )
     done, failed = rows[:2], rows[2:]  # completed first, best first; failed last
     assert [r["status"] for r in done] == ["completed"] * 2 and [r["status"] for r in failed] == ["failed"] * 2
     assert all("optimizer.lr=0.001" in r["overrides"] for r in done)
@@ -140,8 +120,15 @@ def test_optuna_sweep_two_trials_with_sqlite_storage(base, tmp_path):
     import optuna  # the sweeps extra (pip install -e ".[dev]" brings it)
 
     sweep, db = tmp_path / "optuna", tmp_path / "study.db"
-    run_seg("hparams_search=optuna", *base, *TINY, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}",
-            f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=test")
+    run_seg(
+        "hparams_search=optuna",
+        *base,
+        *ONE_EPOCH,
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={sweep}",
+        f"hydra.sweeper.storage=sqlite:///{db}",
+        "hydra.sweeper.study_name=test",
+    )
 
     rows = read_csv(sweep / "summary.csv")
     assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
@@ -153,13 +140,18 @@ def test_optuna_sweep_two_trials_with_sqlite_storage(base, tmp_path):
     classes = {"adam": "torch.optim.Adam", "adamw": "torch.optim.AdamW", "sgd": "torch.optim.SGD"}
     for r in rows:
         trial = study.trials[int(r["job"])]
-        assert set(trial.params) == {"optimizer", "optimizer.lr", "optimizer.weight_decay", "data.batch_size",
-                                     "model.net.freeze_params"}
+        assert set(trial.params) == {
+            "optimizer",
+            "optimizer.lr",
+            "optimizer.weight_decay",
+            "data.batch_size",
+            "model.net.freeze_params",
+        }
         assert trial.value == pytest.approx(float(r["objective"]))
         shown = dict(o.split("=", 1) for o in r["overrides"].split())
         assert shown["optimizer"] == trial.params["optimizer"] and set(shown) == set(trial.params)
         # the chosen optimizer group, its lr and weight decay reached the run: the checkpoint holds them
-        hp = torch.load(Path(r["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=False)["hyper_parameters"]
+        hp = torch.load(Path(r["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
         assert hp["optimizer"]["_target_"] == classes[trial.params["optimizer"]]
         assert hp["optimizer"]["lr"] == pytest.approx(trial.params["optimizer.lr"])
         assert hp["optimizer"]["weight_decay"] == pytest.approx(trial.params["optimizer.weight_decay"])
@@ -172,8 +164,16 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes_with_split_threads(base
     import joblib  # with hydra-joblib-launcher, from the sweeps extra
 
     sweep = tmp_path / "joblib"
-    run_seg("-m", *base, *TINY, "trainer.max_epochs=2", "data.batch_size=3", "optimizer.lr=1e-3,3e-4",
-            "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}")
+    run_seg(
+        "-m",
+        *base,
+        "trainer.max_epochs=2",
+        "data.batch_size=3",
+        "optimizer.lr=1e-3,3e-4",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+    )
     rows = read_csv(sweep / "summary.csv")
     assert len(rows) == 2 and all(r["status"] == "completed" and r["epochs"] == "2" for r in rows)
     assert sorted(r["overrides"] for r in rows) == ["optimizer.lr=0.0003", "optimizer.lr=0.001"]
@@ -185,51 +185,3 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes_with_split_threads(base
     # loky gives each worker cores // n_jobs torch threads unless OMP_NUM_THREADS is set already
     expected = int(os.environ.get("OMP_NUM_THREADS") or max(joblib.cpu_count() // 2, 1))
     assert [j["torch_threads"] for j in jobs] == [expected, expected]
-
-
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes_rank_zero_writes_and_val_acc_is_synchronised(base, tmp_path, data_dir):
-    import pytorch_lightning as pl
-
-    from seg.data import MSRCDataModule
-    from seg.module import SegModule
-
-    run = tmp_path / "ddp"
-    # batch 1, 1 val batch per process: rank 0 validates image 0, rank 1 image 1 (DistributedSampler
-    # deals indices round-robin); a few steps, so that the net predicts some classes right
-    cmd = [sys.executable, "-m", "seg.train", "trainer=ddp", *base, "trainer.devices=2", "trainer.sync_batchnorm=false",
-           "trainer.max_epochs=4", "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1",
-           "data.batch_size=1", "optimizer.lr=0.01", "test=false", f"hydra.run.dir={run}"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, out[-3000:] + err[-5000:]
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in out + err
-
-    # Only rank 0 (the launched process) writes: one config, the checkpoints, TensorBoard, result.json.
-    # Rank 1 is re-launched by Lightning with hydra.output_subdir=null into the same run dir and
-    # leaves only its own text log.
-    assert sorted(p.name for p in run.iterdir()) == sorted(
-        [".hydra", "checkpoints", "result.json", "tensorboard", "train.log", "train_ddp_process_1.log"])
-    assert sorted(p.name for p in (run / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
-    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
-    assert events and all(f".{proc.pid}." in e.name for e in events)
-    ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert "last.ckpt" in ckpts and len(ckpts) == 2
-    result = json.loads((run / "result.json").read_text())
-    assert result["epochs"] == 4
-
-    # The logged val/acc is over both processes' images (torchmetrics syncs its state): it equals a
-    # single process validating the same weights on images 0 and 1, not rank 0's image 0 alone.
-    logged = result["metrics"]["best/val/acc"]
-    best_ckpt = next((run / "checkpoints").glob("epoch_*.ckpt"))
-
-    def validate(batch_size: int) -> float:
-        model = SegModule.load_from_checkpoint(best_ckpt, map_location="cpu", weights_only=False)
-        dm = MSRCDataModule(str(data_dir), batch_size=batch_size, crop_size=CROP)
-        trainer = pl.Trainer(accelerator="cpu", devices=1, limit_val_batches=1, logger=False,
-                             enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-        return trainer.validate(model, datamodule=dm, verbose=False)[0]["val/acc"]
-
-    both, first = validate(2), validate(1)
-    assert logged > 0 and logged == pytest.approx(both, abs=1e-6)
-    assert abs(both - first) > 1e-3  # the comparison can tell a synced value from rank 0's own

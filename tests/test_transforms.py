@@ -1,13 +1,14 @@
-"""data.augment: joint image + mask augmentation (transforms.v2) keeps image and target aligned."""
+"""The presets: the course centre crop, and joint image + mask augmentation (transforms.v2) that keeps
+image and target aligned."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from conftest import CROP
 
-from seg.data import ARCHIVE_DIR, PALETTE, VOID, JointAugment, MSRCDataModule, MSRCDataset, center_crop
+from seg.data.transforms import EvalPreset, JointAugment, TrainPreset, center_crop
+from seg.labels import PALETTE, VOID
 
 WHITE = np.array([255, 255, 255], np.uint8)  # the photo's colour of void pixels (padding is black)
 COLOURS = np.concatenate([PALETTE, WHITE[None]]).astype(np.int64)  # row 23 = void
@@ -35,8 +36,10 @@ def interior(mask: torch.Tensor) -> torch.Tensor:
     m = mask
     same = torch.ones_like(m, dtype=torch.bool)
     same[1:-1, 1:-1] = (
-        (m[1:-1, 1:-1] == m[:-2, 1:-1]) & (m[1:-1, 1:-1] == m[2:, 1:-1])
-        & (m[1:-1, 1:-1] == m[1:-1, :-2]) & (m[1:-1, 1:-1] == m[1:-1, 2:])
+        (m[1:-1, 1:-1] == m[:-2, 1:-1])
+        & (m[1:-1, 1:-1] == m[2:, 1:-1])
+        & (m[1:-1, 1:-1] == m[1:-1, :-2])
+        & (m[1:-1, 1:-1] == m[1:-1, 2:])
     )
     same[[0, -1], :] = False
     same[:, [0, -1]] = False
@@ -82,40 +85,29 @@ def test_colour_jitter_changes_the_image_only():
     assert not torch.equal(plain_img, jit_img)
 
 
-def test_datamodule_augments_train_only_and_default_is_off(data_dir, archive_url):
-    dm = MSRCDataModule(str(data_dir), url=archive_url, crop_size=CROP, augment=True)
-    dm.setup("fit")
-    dm.setup("test")
-    assert dm.datasets["train"].augment is not None
-    for split in ("val", "test"):
-        ds = dm.datasets[split]
-        assert ds.augment is None
-        x1, y1 = ds[0]
-        x2, y2 = ds[0]
-        assert torch.equal(x1, x2) and torch.equal(y1, y2)
-        ref_x, ref_y = MSRCDataset(data_dir / ARCHIVE_DIR, split, crop_size=CROP)[0]
-        assert torch.equal(x1, ref_x) and torch.equal(y1, ref_y)
+def test_centre_crop_pads_with_black_and_void_and_crops_the_middle():
+    image = torch.full((3, 40, 100), 7, dtype=torch.uint8)
+    target = torch.arange(100).repeat(40, 1)[None]
+    img, tgt = center_crop(image, target, 64)
+    assert img.shape == (3, 64, 64) and tgt.shape == (1, 64, 64)
+    assert (img[:, :12] == 0).all() and (img[:, 12:52] == 7).all()  # 24 rows of padding, split 12 / 12
+    assert (tgt[0, :12] == VOID).all() and (tgt[0, 52:] == VOID).all()
+    assert tgt[0, 20].tolist() == list(range(18, 82))  # the middle 64 of 100 columns
+
+
+def test_eval_preset_crops_and_normalises_train_preset_augments():
+    image, target = colour_coded_sample(h=70, w=110)
+    x, y = EvalPreset(64, normalize=False)(image, target)
+    ref_img, ref_tgt = center_crop(image, target, 64)
+    assert torch.equal(y, ref_tgt[0]) and torch.equal(x, ref_img.float() / 255)
+    xn, _ = EvalPreset(64, normalize=True)(image, target)
+    torch.testing.assert_close(xn[2], (x[2] - 0.406) / 0.225)
+    whole, whole_y = EvalPreset(None, normalize=False)(image, target)
+    assert whole.shape == (3, 70, 110) and torch.equal(whole_y, target[0])
     torch.manual_seed(0)
-    train = dm.datasets["train"]
-    samples = [train[0] for _ in range(4)]
-    assert all(x.shape == (3, CROP, CROP) and x.dtype == torch.float32 for x, _ in samples)
-    assert all(y.shape == (CROP, CROP) and y.dtype == torch.int64 for _, y in samples)
-    assert len({y.numpy().tobytes() for _, y in samples}) > 1
-    default = MSRCDataModule(str(data_dir), url=archive_url, crop_size=CROP)
-    default.setup("fit")
-    assert default.datasets["train"].augment is None
-    img = torch.from_numpy(default.datasets["train"].images[0]).permute(2, 0, 1)
-    tgt = torch.from_numpy(default.datasets["train"].targets[0]).long()[None]
-    cx, cy = center_crop(img, tgt, CROP)
-    x, y = default.datasets["train"][0]
-    assert torch.equal(y, cy[0]) and torch.allclose(x[0], (cx[0].float() / 255 - 0.485) / 0.229)
-
-
-def test_data_config_keeps_augmentation_off_by_default():
-    from omegaconf import OmegaConf
-
-    from conftest import ROOT
-
-    cfg = OmegaConf.load(ROOT / "conf" / "data" / "msrc.yaml")
-    assert cfg.augment is False
-    assert list(cfg.augment_scale) == [0.75, 1.25]
+    xa, ya = TrainPreset(64, normalize=False, jitter=0.0)(image, target)
+    torch.manual_seed(0)
+    ref_img, ref_tgt = JointAugment(64, jitter=0.0)(image, target)
+    assert torch.equal(ya, ref_tgt[0]) and torch.equal(xa, ref_img.float() / 255)
+    with pytest.raises(ValueError, match=r"data\.augment=true needs a data\.crop_size"):
+        TrainPreset(None)

@@ -1,0 +1,89 @@
+"""The LightningDataModule: MSRC-v2 train/val/test (276/59/56) under the course's CenterCrop(240) protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from seg.data.archive import ARCHIVE_DIR, DEFAULT_URL, SPLITS, prepare_data
+from seg.data.dataset import MSRCDataset
+from seg.data.transforms import EvalPreset, TrainPreset
+from seg.labels import NUM_CLASSES
+
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
+class MSRCDataModule(pl.LightningDataModule):
+    """Fetches the archive once (``url`` -> ``data_dir``) and serves the three splits.
+
+    ``augment`` applies :class:`~seg.data.transforms.TrainPreset` to the training split only; val and
+    test always get the deterministic :class:`~seg.data.transforms.EvalPreset`.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        url: str = DEFAULT_URL,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        crop_size: int = 240,
+        normalize: bool = True,
+        pin_memory: bool = False,
+        augment: bool = False,
+        augment_scale: Sequence[float] = (0.75, 1.25),
+        augment_jitter: float = 0.3,
+        cache: bool = True,
+    ) -> None:
+        super().__init__()
+        # a plain tuple, not a Hydra ListConfig: checkpoints then load with torch.load(weights_only=True)
+        augment_scale = tuple(float(v) for v in augment_scale)
+        self.save_hyperparameters()
+        self.datasets: dict[str, MSRCDataset] = {}
+
+    @property
+    def root(self) -> Path:
+        return Path(self.hparams.data_dir) / ARCHIVE_DIR
+
+    def prepare_data(self) -> None:
+        prepare_data(self.hparams.url, self.hparams.data_dir)
+
+    def transform(self, split: str) -> TrainPreset | EvalPreset:
+        """The preset of a split: augmentation for training only, when asked for."""
+        hp = self.hparams
+        if hp.augment and split == "train":
+            return TrainPreset(hp.crop_size, hp.normalize, hp.augment_scale, hp.augment_jitter)
+        return EvalPreset(hp.crop_size, hp.normalize)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in STAGE_SPLITS.get(stage, SPLITS):
+            if split not in self.datasets:
+                self.datasets[split] = MSRCDataset(self.root, split, self.transform(split), cache=self.hparams.cache)
+
+    def class_pixel_counts(self, split: str = "train") -> torch.Tensor:
+        """Non-void pixels per class over the split's full targets (for class-weighted losses)."""
+        self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
+        return torch.as_tensor(self.datasets[split].class_pixel_counts(NUM_CLASSES), dtype=torch.int64)
+
+    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
+        """A loader over one split (set up before)."""
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.hparams.batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=self.hparams.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.dataloader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")

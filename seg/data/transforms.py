@@ -1,0 +1,106 @@
+"""The whole preprocessing of a sample, as two presets (like torchvision's segmentation references).
+
+A preset takes the decoded photo (uint8 3xHxW) and target (int64 1xHxW, void = -1) and returns what
+the net trains or is scored on: float32 3xSxS (in [0, 1], or ImageNet-normalised) and int64 SxS.
+
+- :class:`EvalPreset`: the course protocol, CenterCrop(crop_size) padding with black / void (or the
+  whole photo with ``crop_size=None``); val, test, and training without augmentation.
+- :class:`TrainPreset`: :class:`JointAugment` (random scale, random crop, flip, colour jitter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from seg.labels import IMAGENET_MEAN, IMAGENET_STD, VOID
+
+
+def center_crop(image: torch.Tensor, target: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The course's CenterCrop: crop, padding sides under ``size`` with black image / void target.
+
+    torchvision's CenterCrop pads with 0, which is a class id (building) for targets, so the
+    padding is done here with per-tensor fill values before the crop.
+    """
+    h, w = image.shape[-2:]
+    ph, pw = max(size - h, 0), max(size - w, 0)
+    if ph or pw:
+        padding = [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2]  # same split as torchvision's
+        image = F.pad(image, padding, fill=0)
+        target = F.pad(target, padding, fill=VOID)
+    return F.center_crop(image, [size, size]), F.center_crop(target, [size, size])
+
+
+class JointAugment:
+    """Random scale + random crop of the whole photo, horizontal flip, colour jitter (image only).
+
+    Image (uint8 3xHxW) and target (int64 1xHxW, void = -1) go through ``torchvision.transforms.v2``
+    together as ``tv_tensors.Image`` / ``tv_tensors.Mask``, so both get the same geometry (the mask
+    resized with nearest neighbour). Sides under ``size`` after scaling are padded with black image /
+    void target (never class 0). Colour jitter is the last step and touches the image only.
+    """
+
+    def __init__(
+        self, size: int, scale: Sequence[float] = (0.75, 1.25), jitter: float = 0.3, hflip: bool = True
+    ) -> None:
+        self.size, self.scale = size, (float(scale[0]), float(scale[1]))
+        steps: list = [
+            v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: VOID}),
+        ]
+        if hflip:
+            steps.append(v2.RandomHorizontalFlip())
+        if jitter:
+            steps.append(
+                v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(jitter / 10, 0.5))
+            )
+        self.transform = v2.Compose(steps)
+
+    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = tv_tensors.Image(image), tv_tensors.Mask(target)
+        lo, hi = self.scale
+        s = lo + (hi - lo) * torch.rand(()).item()
+        h, w = image.shape[-2:]
+        if s != 1.0:
+            new = [max(round(h * s), 1), max(round(w * s), 1)]
+            image = F.resize(image, new, antialias=True)  # bilinear
+            target = F.resize(target, new)  # a Mask: nearest neighbour
+        image, target = self.transform(image, target)
+        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+
+
+def to_input(image: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """uint8 3xHxW -> float32 in [0, 1], ImageNet-normalised if ``normalize``."""
+    image = image.float().div_(255)
+    return F.normalize(image, IMAGENET_MEAN, IMAGENET_STD) if normalize else image
+
+
+class EvalPreset:
+    """Centre crop to ``crop_size`` (None: the whole photo), then :func:`to_input`."""
+
+    def __init__(self, crop_size: int | None = 240, normalize: bool = True) -> None:
+        self.crop_size, self.normalize = crop_size, normalize
+
+    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.crop_size:
+            image, target = center_crop(image, target, self.crop_size)
+        return to_input(image, self.normalize), target[0]
+
+
+class TrainPreset:
+    """:class:`JointAugment` to ``crop_size``, then :func:`to_input`."""
+
+    def __init__(
+        self, crop_size: int, normalize: bool = True, scale: Sequence[float] = (0.75, 1.25), jitter: float = 0.3
+    ) -> None:
+        if not crop_size:
+            raise ValueError("data.augment=true needs a data.crop_size (the random crop's size)")
+        self.normalize = normalize
+        self.augment = JointAugment(crop_size, scale, jitter)
+
+    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        image, target = self.augment(image, target)
+        return to_input(image, self.normalize), target[0]

@@ -1,0 +1,76 @@
+"""Checkpoints written by an earlier release still load, with the same keys, logits and metrics.
+
+tests/data/legacy_<net>.json holds the structure of a real checkpoint of that release (see
+tests/legacy_checkpoint.py), the logits its code gave on a fixed input and the metrics its
+``seg.eval`` reported on the synthetic test split, with weights rebuilt deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seg.checkpoint import CheckpointError, load_model
+
+from helpers import ROOT, run_module
+from legacy_checkpoint import TENSOR, materialise
+
+LEGACY = {"mobilenet": "seg.model.MobileNetSeg", "mobilenet_skip": "seg.model.MobileNetSkipSeg"}
+
+
+def legacy(net: str) -> dict:
+    return json.loads((ROOT / "tests" / "data" / f"legacy_{net}.json").read_text())
+
+
+@pytest.fixture(params=list(LEGACY))
+def legacy_ckpt(request, tmp_path) -> tuple[str, dict, Path]:
+    frozen = legacy(request.param)
+    path = tmp_path / f"legacy_{request.param}.ckpt"
+    torch.save(materialise(frozen["checkpoint"]), path)
+    return request.param, frozen, path
+
+
+def test_state_dict_keys_and_shapes_are_unchanged(legacy_ckpt):
+    net, frozen, path = legacy_ckpt
+    model, _ = load_model(path)
+    expected = {k: v[TENSOR] for k, v in frozen["checkpoint"]["state_dict"].items()}
+    got = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert got == expected  # same keys, same order-independent shapes
+    assert list(model.state_dict()) == list(expected)  # and the same order
+    assert frozen["checkpoint"]["hyper_parameters"]["net"]["_target_"] == LEGACY[net]
+
+
+def test_legacy_checkpoint_gives_the_same_logits(legacy_ckpt):
+    _, frozen, path = legacy_ckpt
+    model, _ = load_model(path)
+    ref = frozen["logits_before"]
+    x = torch.randn(2, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x)
+    assert list(y.shape) == ref["shape"]
+    assert y.mean().item() == pytest.approx(ref["mean"], rel=1e-4, abs=1e-6)
+    assert y.abs().mean().item() == pytest.approx(ref["abs_mean"], rel=1e-4)
+    assert y.std().item() == pytest.approx(ref["std"], rel=1e-4)
+    torch.testing.assert_close(y.flatten()[:8], torch.tensor(ref["first"]), rtol=1e-4, atol=1e-5)
+
+
+def test_legacy_checkpoint_scores_the_same_in_seg_eval(legacy_ckpt, archive_url, data_dir, tmp_path):
+    _, frozen, path = legacy_ckpt
+    out = tmp_path / "eval"
+    run_module(
+        "seg.eval", f"ckpt_path={path}", f"data.url={archive_url}", f"paths.data_dir={data_dir}", f"hydra.run.dir={out}"
+    )
+    m = json.loads((out / "metrics.json").read_text())
+    before = frozen["metrics_before"]
+    assert m["num_images"] == before["num_images"]
+    assert m["acc"] == pytest.approx(before["acc"], abs=1e-3)
+    assert m["acc_per_image_mean"] == pytest.approx(before["acc_per_image_mean"], abs=1e-3)
+    assert m["miou"] == pytest.approx(before["miou"], abs=1e-3)
+
+
+def test_missing_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match=r"Checkpoint not found: .*nope\.ckpt"):
+        load_model(tmp_path / "nope.ckpt")

@@ -1,0 +1,97 @@
+"""conf/: the composed recipes, every option of every group builds, every Trainer argument is a key."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+
+from seg.build import build_module
+from seg.model import MobileNetSkipSeg, count_parameters
+
+from helpers import compose_config
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.parametrize("scheduler", ["plateau", "cosine", "none"])
+def test_every_optimizer_and_scheduler_option_builds(optimizer, scheduler, tmp_path):
+    cfg = compose_config(
+        "train",
+        f"optimizer={optimizer}",
+        f"scheduler={scheduler}",
+        "model.net.weights=null",
+        f"paths.output_dir={tmp_path}",
+    )
+    conf = build_module(cfg).configure_optimizers()
+    opt = conf["optimizer"] if isinstance(conf, dict) else conf
+    assert type(opt).__name__.lower() == optimizer
+    assert isinstance(conf, dict) == (scheduler != "none")
+
+
+def test_defaults_and_reference_recipe():
+    cfg = compose_config("train")
+    assert cfg.data.batch_size == 8 and cfg.data.normalize is True and cfg.data.crop_size == 240
+    assert cfg.optimizer.lr == 1e-3 and cfg.scheduler.mode == "max" and cfg.scheduler.patience == 5
+    assert cfg.model.net.freeze_params == 50 and cfg.model.net.weights == "IMAGENET1K_V1"
+    assert cfg.callbacks.model_checkpoint.monitor == "val/acc" and cfg.optimized_metric == "val/acc"
+    assert cfg.data.augment is False and list(cfg.data.augment_scale) == [0.75, 1.25]
+    seed = compose_config("train", "experiment=seed")
+    assert seed.data.normalize is False and seed.trainer.max_epochs == 50 and seed.seed == 0
+
+
+def test_best_recipe_composes_and_leaves_the_reference_alone():
+    best = compose_config("train", "experiment=best", "model.net.weights=null")
+    assert best.model.net._target_ == "seg.model.MobileNetSkipSeg"
+    assert best.data.normalize is True and best.data.crop_size == 240
+    assert (
+        best.scheduler._target_.endswith("CosineAnnealingLR") and best.scheduler.T_max == best.trainer.max_epochs == 30
+    )
+    assert best.data.augment is True and best.model.loss.dice_weight == 0.5
+    module = build_module(best)
+    assert isinstance(module.net, MobileNetSkipSeg) and count_parameters(module.net) < 5_000_000
+    # the whole encoder is fine-tuned, at a tenth of the decoder's lr
+    assert count_parameters(module.net, trainable_only=True) == count_parameters(module.net)
+    decoder_group, encoder_group = module.configure_optimizers()["optimizer"].param_groups
+    assert decoder_group["lr"] == 1e-3 and encoder_group["lr"] == pytest.approx(1e-4)
+    # the faithful reference and the defaults keep the centre crop, the reference decoder, the frozen
+    # first 50 encoder tensors, one lr and plain cross-entropy
+    for cfg in (compose_config("train", "experiment=seed"), compose_config("train")):
+        assert cfg.data.augment is False and cfg.model.net._target_ == "seg.model.MobileNetSeg"
+        assert cfg.model.net.freeze_params == 50 and cfg.model.encoder_lr_mult == 1.0
+        assert cfg.model.loss.class_weight_power == 0 and cfg.model.loss.dice_weight == 0
+
+
+def test_optuna_search_space_and_ddp_configs_compose():
+    cfg = compose_config("train", "hparams_search=optuna", hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 1234
+    assert sweeper.storage is None and sweeper.n_trials == 20 and cfg.optimized_metric == "val/acc"
+    assert dict(sweeper.params) == {
+        "optimizer": "choice(adam, adamw, sgd)",
+        "optimizer.lr": "tag(log, interval(1e-4, 3e-2))",
+        "optimizer.weight_decay": "tag(log, interval(1e-6, 1e-2))",
+        "data.batch_size": "choice(4, 8, 16)",
+        "model.net.freeze_params": "choice(0, 50, 100, 156)",
+    }
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "seg.sweep.SweepSummary"
+    ddp = compose_config("train", "trainer=ddp").trainer
+    assert ddp.strategy == "ddp" and ddp.sync_batchnorm is True and ddp.devices == "auto"
+    assert ddp._target_ == "pytorch_lightning.Trainer" and ddp.max_epochs == 50  # on top of trainer/default
+
+
+def test_every_trainer_argument_is_overridable_without_plus():
+    names = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
+    cfg = compose_config(
+        "train",
+        "trainer.limit_train_batches=2",
+        "trainer.gradient_clip_val=0.5",
+        "trainer.accelerator=cpu",
+        "trainer.default_root_dir=/tmp/x",
+    )
+    assert names <= set(cfg.trainer), sorted(names - set(cfg.trainer))
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert trainer.limit_train_batches == 2 and trainer.gradient_clip_val == 0.5
+    assert trainer.max_epochs == 50 and trainer.num_sanity_val_steps == 2  # Lightning's default kept
