@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
+from seg.errors import SegError
 from seg.module import SegModule
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SegError, ValueError):
     """The checkpoint is missing or was not written by seg.train."""
 
 

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from seg.build import build_datamodule
 from seg.checkpoint import CheckpointError, load_model
+from seg.cli import user_errors
 from seg.inference import predict_logits
 from seg.metrics import SplitScore
 from seg.results import format_table, write_eval_report
@@ -47,7 +48,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="../conf", config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> float:
-    return evaluate(cfg)["acc"]
+    with user_errors():
+        return evaluate(cfg)["acc"]
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from seg.build import build, hparams_for_table
+from seg.cli import user_errors
 from seg.results import write_result
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ def objective(metrics: dict[str, float], name: str | None) -> float | None:
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    return objective(train(cfg), cfg.get("optimized_metric"))
+    with user_errors():
+        return objective(train(cfg), cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from PIL import Image
 from torchvision.datasets.utils import download_url
 from tqdm import tqdm
 
+from seg.errors import SegError
 from seg.labels import decode_target
 
 DEFAULT_URL = "https://i2dl.vc.in.tum.de/static/data/segmentation_data.zip"
@@ -27,7 +28,7 @@ ARCHIVE_DIR = "segmentation_data"  # the one top-level folder inside the archive
 SPLITS = ("train", "val", "test")
 
 
-class DataSourceError(RuntimeError):
+class DataSourceError(SegError, RuntimeError):
     """The data set archive could not be fetched, opened or recognised."""
 
 
