@@ -26,6 +26,7 @@ import torch
 
 from benchmarks import ROOT, default_out, machine, now, write_report
 from seg.data import DEFAULT_URL, MSRCDataModule, load_split
+from seg.data.archive import DEFAULT_SHA256
 
 
 def epoch_ms_per_image(loader) -> float:
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace, started) -> dict:
             dm = MSRCDataModule(
                 str(args.data_dir),
                 url=args.url,
+                sha256=args.sha256,
                 batch_size=args.batch_size,
                 crop_size=args.size,
                 augment=augment,
@@ -93,12 +95,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="2 epochs per configuration (default 4)")
     p.add_argument("--data-dir", type=Path, default=ROOT / "data", help="where the archive is (or goes)")
     p.add_argument("--url", default=os.environ.get("SEG_DATA_URL", DEFAULT_URL), help="data archive source")
+    p.add_argument("--sha256", default=DEFAULT_SHA256, help="the archive's SHA-256 ('none': do not check)")
     p.add_argument("--out", type=Path, default=None, help="output dir (default outputs/benchmarks/<date>_<time>)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--size", type=int, default=240, help="crop side")
     p.add_argument("--epochs", type=int, default=None)
     args = p.parse_args(argv)
     args.epochs = args.epochs or (2 if args.quick else 4)
+    args.sha256 = None if str(args.sha256).lower() in ("none", "null", "") else args.sha256
     if args.epochs < 2:
         p.error("--epochs must be >= 2 (the first epoch is reported apart)")
     return args

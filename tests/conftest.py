@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from seg.data import prepare_data
+from seg.data.archive import sha256_of
 
 from helpers import run_module, tiny_overrides, write_dataset, zip_dir
 
@@ -26,10 +27,16 @@ def archive_url(archive) -> str:
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory, archive_url) -> Path:
-    """A data dir prepared once through the real download/extract code."""
+def archive_sha256(archive) -> str:
+    """The tiny archive's SHA-256 (zip entries carry file times: it differs from session to session)."""
+    return sha256_of(archive)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, archive_url, archive_sha256) -> Path:
+    """A data dir prepared once through the real download/check/extract code."""
     d = tmp_path_factory.mktemp("data")
-    prepare_data(archive_url, d)
+    prepare_data(archive_url, d, archive_sha256)
     return d
 
 

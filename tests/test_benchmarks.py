@@ -59,7 +59,7 @@ def test_unknown_config_is_an_error(tmp_path):
     assert proc.returncode != 0 and "unknown configs ['nope']" in proc.stderr
 
 
-def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url):
+def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url, archive_sha256):
     out = tmp_path / "bench"
     proc = run_module(
         "benchmarks.data",
@@ -70,6 +70,8 @@ def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url):
         "2",
         "--url",
         archive_url,
+        "--sha256",
+        archive_sha256,
         "--data-dir",
         str(tmp_path / "data"),
         "--out",
