@@ -74,3 +74,43 @@ def test_legacy_checkpoint_scores_the_same_in_seg_eval(legacy_ckpt, archive_url,
 def test_missing_checkpoint_names_the_file(tmp_path):
     with pytest.raises(CheckpointError, match=r"Checkpoint not found: .*nope\.ckpt"):
         load_model(tmp_path / "nope.ckpt")
+
+
+class RunsCode:
+    """What a malicious checkpoint carries: unpickling it would call os.system."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_carrying_a_callable_is_refused_without_running_it(tiny_run, train_overrides, tmp_path):
+    marker = tmp_path / "pwned"
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["payload"] = RunsCode(marker)
+    bad = tmp_path / "evil.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match=r"\(posix\.system\), so it was refused without running any of it"):
+        load_model(bad)
+    for module, args in (
+        ("seg.eval", [f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'eval'}"]),
+        ("seg.train", [*train_overrides, f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'train'}"]),
+    ):
+        proc = run_module(module, *args, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert "CheckpointError" in proc.stderr and "refused without running any of it" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not marker.exists()
+
+
+def test_a_checkpoint_naming_foreign_code_in_its_configs_is_refused(tiny_run, tmp_path):
+    ckpt = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["loss"] = {"_target_": "os.system", "command": "touch /tmp/never"}
+    bad = tmp_path / "foreign.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match=r"names code outside this project .*'os.system'"):
+        load_model(bad)
