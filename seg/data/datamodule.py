@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
-from seg.data.archive import ARCHIVE_DIR, DEFAULT_URL, SPLITS, prepare_data
+from seg.data.archive import ARCHIVE_DIR, DEFAULT_SHA256, DEFAULT_URL, SPLITS, prepare_data
 from seg.data.dataset import MSRCDataset
+from seg.data.sampling import EpochSampler
 from seg.data.transforms import EvalPreset, TrainPreset
 from seg.labels import NUM_CLASSES
 
@@ -18,10 +20,13 @@ STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)
 
 
 class MSRCDataModule(pl.LightningDataModule):
-    """Fetches the archive once (``url`` -> ``data_dir``) and serves the three splits.
+    """Fetches the archive once (``url`` -> ``data_dir``, checked against ``sha256``) and serves the splits.
 
     ``augment`` applies :class:`~seg.data.transforms.TrainPreset` to the training split only; val and
-    test always get the deterministic :class:`~seg.data.transforms.EvalPreset`.
+    test always get the deterministic :class:`~seg.data.transforms.EvalPreset`. The training order and
+    augmentation of every epoch follow from ``seed`` and the epoch alone (:mod:`seg.data.sampling`); the
+    datamodule's state in a checkpoint says how far the interrupted epoch got, so a resumed run
+    continues with exactly the batches an uninterrupted one would see.
     """
 
     def __init__(
@@ -37,19 +42,22 @@ class MSRCDataModule(pl.LightningDataModule):
         augment_scale: Sequence[float] = (0.75, 1.25),
         augment_jitter: float = 0.3,
         cache: bool = True,
+        seed: int = 0,
+        sha256: str | None = DEFAULT_SHA256,
     ) -> None:
         super().__init__()
         # a plain tuple, not a Hydra ListConfig: checkpoints then load with torch.load(weights_only=True)
         augment_scale = tuple(float(v) for v in augment_scale)
         self.save_hyperparameters()
         self.datasets: dict[str, MSRCDataset] = {}
+        self._resume: dict[str, int] = {}  # from a checkpoint: the interrupted epoch and its batches done
 
     @property
     def root(self) -> Path:
         return Path(self.hparams.data_dir) / ARCHIVE_DIR
 
     def prepare_data(self) -> None:
-        prepare_data(self.hparams.url, self.hparams.data_dir)
+        prepare_data(self.hparams.url, self.hparams.data_dir, self.hparams.sha256)
 
     def transform(self, split: str) -> TrainPreset | EvalPreset:
         """The preset of a split: augmentation for training only, when asked for."""
@@ -68,22 +76,44 @@ class MSRCDataModule(pl.LightningDataModule):
         self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         return torch.as_tensor(self.datasets[split].class_pixel_counts(NUM_CLASSES), dtype=torch.int64)
 
-    def dataloader(self, split: str, shuffle: bool = False) -> DataLoader:
-        """A loader over one split (set up before)."""
+    def dataloader(self, split: str, sampler: EpochSampler | None = None) -> DataLoader:
+        """A loader over one split (set up before), in order unless a sampler is given."""
         return DataLoader(
             self.datasets[split],
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory,
             persistent_workers=self.hparams.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self.dataloader("train", shuffle=True)
+        sampler = EpochSampler(len(self.datasets["train"]), seed=self.hparams.seed)
+        if self._resume:  # a mid-epoch checkpoint: skip what every process already trained on
+            world = self.trainer.world_size if self.trainer is not None else 1
+            done = self._resume["batches_done"] * self.hparams.batch_size * world
+            sampler.resume(self._resume["epoch"], done)
+            self._resume = {}
+        return self.dataloader("train", sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self.dataloader("val")
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")
+
+    def state_dict(self) -> dict[str, int]:
+        """Saved in every checkpoint: the epoch under way and how many of its training batches are done."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return {}
+        epochs = trainer.fit_loop.epoch_progress.current
+        if epochs.started == epochs.completed:  # between two epochs: the next one starts at its first batch
+            return {}
+        return {
+            "epoch": epochs.started - 1,
+            "batches_done": trainer.fit_loop.epoch_loop.batch_progress.current.completed,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = dict(state_dict)

@@ -51,11 +51,18 @@ class MSRCDataset(Dataset):
             return self.images[i], self.targets[i]
         return load_item(self.root, self.names[i])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``key``, or ``(index, seed)``: then the transform's randomness comes from ``seed`` alone
+        (see :class:`seg.data.sampling.EpochSampler`), leaving the global RNG untouched."""
+        i, seed = key if isinstance(key, tuple) else (key, None)
         img, tgt = self.raw(i)
         image = torch.from_numpy(img).permute(2, 0, 1)  # uint8 CHW, no copy
         target = torch.from_numpy(tgt).to(torch.int64)[None]
-        return self.transform(image, target)
+        if seed is None:
+            return self.transform(image, target)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(image, target)
 
     def class_pixel_counts(self, num_classes: int) -> np.ndarray:
         """Non-void pixels per class over the split's full (uncropped) targets."""
