@@ -3,11 +3,15 @@ callbacks and logger. Shared by the entry points (``seg.train``, ``seg.eval``)."
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
 
 
 def build_datamodule(cfg: DictConfig, **overrides: Any) -> pl.LightningDataModule:
@@ -20,16 +24,28 @@ def build_module(cfg: DictConfig) -> pl.LightningModule:
     return instantiate(cfg.model, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"))
 
 
-def build_trainer(cfg: DictConfig) -> pl.Trainer:
-    """``cfg.trainer`` with every configured callback and the logger."""
+def _runs_on_cuda(accelerator: str) -> bool:
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def build_trainer(cfg: DictConfig, **logger_kwargs: Any) -> pl.Trainer:
+    """``cfg.trainer`` with every configured callback and the logger (``logger_kwargs`` on top of its config).
+
+    ``trainer.sync_batchnorm`` applies where torch supports it (CUDA); elsewhere it is turned off with a
+    note, so ``trainer=ddp trainer.accelerator=cpu`` works as typed.
+    """
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    logger = instantiate(cfg.logger, **logger_kwargs) if cfg.get("logger") else False
+    overrides: dict[str, Any] = {}
+    if cfg.trainer.get("sync_batchnorm") and not _runs_on_cuda(str(cfg.trainer.get("accelerator", "auto"))):
+        log.info("trainer.sync_batchnorm: torch's SyncBatchNorm needs CUDA, so each process keeps its own BatchNorm")
+        overrides["sync_batchnorm"] = False
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **overrides)
 
 
-def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+def build(cfg: DictConfig, **logger_kwargs: Any) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Datamodule, module and trainer of a training run."""
-    return build_datamodule(cfg), build_module(cfg), build_trainer(cfg)
+    return build_datamodule(cfg), build_module(cfg), build_trainer(cfg, **logger_kwargs)
 
 
 def hparams_for_table(cfg: DictConfig) -> dict:

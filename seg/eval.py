@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from seg.build import build_datamodule
 from seg.checkpoint import CheckpointError, load_model
+from seg.checks import check_eval_config
 from seg.cli import user_errors
 from seg.inference import predict_logits
 from seg.metrics import SplitScore
@@ -32,6 +33,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.ckpt_path`` on ``cfg.split`` and write the report into ``cfg.paths.output_dir``."""
     if cfg.get("ckpt_path") in (None, "", "???"):
         raise CheckpointError("Pass the checkpoint to evaluate: python -m seg.eval ckpt_path=PATH")
+    check_eval_config(cfg)
     model, trained_data = load_model(cfg.ckpt_path)
     # the data group of training (source, crop, batch size, ...) with the checkpoint's own input
     # normalisation; no augmentation: every split is scored under the course's centre crop
@@ -46,10 +48,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-@hydra.main(config_path="../conf", config_name="eval", version_base="1.3")
-def main(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float:
+    """What Hydra calls: evaluate, and hand the global accuracy to a sweeper."""
     with user_errors():
         return evaluate(cfg)["acc"]
+
+
+def main() -> None:
+    hydra.main(config_path="../conf", config_name="eval", version_base="1.3")(run)()
 
 
 if __name__ == "__main__":

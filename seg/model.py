@@ -16,6 +16,10 @@ import torch.nn.functional as nnf
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
+from seg.errors import ConfigError
+
+MOBILENET_V2_TENSORS = 156  # parameter tensors of torchvision's MobileNetV2 features (freeze_params range)
+
 
 def mobilenet_v2_encoder(weights: str | None = "IMAGENET1K_V1", freeze_params: int = 0) -> nn.Sequential:
     """torchvision's MobileNetV2 ``features`` (stride 32, 1280 channels).
@@ -26,7 +30,7 @@ def mobilenet_v2_encoder(weights: str | None = "IMAGENET1K_V1", freeze_params: i
     encoder = mobilenet_v2(weights=MobileNet_V2_Weights[weights] if weights else None).features
     params = list(encoder.parameters())
     if not 0 <= freeze_params <= len(params):
-        raise ValueError(
+        raise ConfigError(
             f"model.net.freeze_params must be in [0, {len(params)}] (MobileNetV2 has {len(params)} parameter "
             f"tensors), got {freeze_params}"
         )
@@ -143,7 +147,7 @@ class MobileNetSkipSeg(EncoderDecoder):
         decoder_channels: Sequence[int] = (128, 64, 48),
     ) -> None:
         if len(decoder_channels) != len(self.SKIPS):
-            raise ValueError(
+            raise ConfigError(
                 f"model.net.decoder_channels needs {len(self.SKIPS)} entries (one per skip), "
                 f"got {list(decoder_channels)}"
             )

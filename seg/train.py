@@ -1,17 +1,29 @@
-"""`python -m seg.train`: fit, then test the best checkpoint, all composed by Hydra from conf/train.yaml."""
+"""`python -m seg.train`: fit, then test the best checkpoint, all composed by Hydra from conf/train.yaml.
+
+``resume=RUN_DIR`` (or ``ckpt_path=`` a checkpoint of a run) continues that run in its own folder;
+SIGTERM or Ctrl-C stop it with a checkpoint to resume from (see :mod:`seg.resume`, :mod:`seg.guards`).
+"""
 
 from __future__ import annotations
 
 import logging
+import signal
+import sys
 import time
+from pathlib import Path
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from seg.build import build, hparams_for_table
+from seg.checkpoint import read_checkpoint
+from seg.checks import check_train_config
 from seg.cli import user_errors
+from seg.guards import GracefulStop
 from seg.results import write_result
+from seg.resume import resume_args, run_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +33,28 @@ HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/miou"
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as configured; returns every logged metric plus ``best/<monitor>``."""
     started = time.perf_counter()
+    check_train_config(cfg)
+    ckpt_path = cfg.get("ckpt_path")
+    logger_kwargs = {}
+    if ckpt_path:
+        ckpt = read_checkpoint(ckpt_path)  # refuses unsafe files before Lightning opens them
+        if run_dir_of(Path(ckpt_path)) == Path(cfg.paths.output_dir).resolve():
+            # continuing in the same folder: TensorBoard drops what the first part logged after this checkpoint
+            logger_kwargs["purge_step"] = ckpt.get("global_step", 0)
+            log.info(f"Resuming {cfg.paths.output_dir} from {ckpt_path} (epoch {ckpt.get('epoch')})")
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule, model, trainer = build(cfg)
+    datamodule, model, trainer = build(cfg, **logger_kwargs)
     if getattr(model.criterion, "needs_class_counts", False):  # class-weighted loss
         datamodule.prepare_data()
         model.criterion.set_class_counts(datamodule.class_pixel_counts("train"))
     if trainer.logger is not None:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:  # SIGTERM or Ctrl-C: GracefulStop saved the progress and said how to resume
+        stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
+        raise SystemExit(128 + int(stop.received if stop and stop.received else signal.SIGTERM)) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     ckpt_cb = trainer.checkpoint_callback
     best_path = ckpt_cb.best_model_path if ckpt_cb is not None else ""
@@ -37,7 +62,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics[f"best/{ckpt_cb.monitor}"] = float(ckpt_cb.best_model_score)
     if cfg.get("test"):
         # Test the best checkpoint; without one (fast_dev_run) the weights in memory.
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     if trainer.logger is not None:
@@ -73,10 +98,16 @@ def objective(metrics: dict[str, float], name: str | None) -> float | None:
     return value
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
+    """What Hydra calls for each job: train, then hand the objective to the sweeper."""
     with user_errors():
         return objective(train(cfg), cfg.get("optimized_metric"))
+
+
+def main() -> None:
+    with user_errors():  # a resume that cannot work is said before Hydra starts
+        sys.argv[1:] = resume_args(sys.argv[1:])
+    hydra.main(config_path="../conf", config_name="train", version_base="1.3")(run)()
 
 
 if __name__ == "__main__":
