@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from seg.build import build_datamodule
 from seg.checkpoint import CheckpointError, load_model
 from seg.cli import user_errors
-from seg.inference import class_ids, photo_logits
+from seg.inference import photo_ids
 from seg.metrics import SplitScore
 from seg.results import format_table, write_eval_report
 
@@ -27,7 +27,7 @@ def score(model: torch.nn.Module, loader: Any, tta: bool = False, max_side: int 
     """
     scored = SplitScore()
     for x, y in loader:
-        scored.update(class_ids(photo_logits(model, x, tta, max_side)), y)
+        scored.update(photo_ids(model, x, tta, max_side), y)
     return scored.compute()
 
 

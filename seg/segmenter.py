@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from seg.inference import class_ids, photo_logits
+from seg.inference import photo_ids, photo_logits
 from seg.metadata import TORCHSCRIPT_FILE, ModelFileError, ModelInfo, parse
 from seg.photos import PhotoError, PhotoSource, load_photo
 from seg.pictures import colorize, overlay
@@ -166,22 +166,22 @@ class Segmenter:
             f"or a .ckpt checkpoint written by seg.train"
         )
 
-    def _logits(self, photos: Sequence[PhotoSource]) -> Any:
+    def _input(self, photos: Sequence[PhotoSource]) -> Any:
         arrays = [load_photo(p) for p in photos]
         if not arrays:
             raise PhotoError("no photos given")
         if len({a.shape for a in arrays}) > 1:
             raise PhotoError(f"a batch needs photos of one size, got {sorted({a.shape[:2] for a in arrays})}")
-        x = self._backend.input(np.stack(arrays))
-        return photo_logits(self._backend, x, self.tta, self.max_side)
+        return self._backend.input(np.stack(arrays))
 
     def logits(self, photos: Sequence[PhotoSource]) -> np.ndarray:
         """N x classes x H x W float32 logits of photos of one size (with ``tta`` and ``max_side`` applied)."""
-        return self._backend.numpy(self._logits(photos))
+        return self._backend.numpy(photo_logits(self._backend, self._input(photos), self.tta, self.max_side))
 
     def predict_batch(self, photos: Sequence[PhotoSource]) -> np.ndarray:
         """N x H x W uint8 class ids of photos of one size, in one forward pass."""
-        return self._backend.numpy(class_ids(self._logits(photos))).astype(np.uint8)
+        ids = photo_ids(self._backend, self._input(photos), self.tta, self.max_side)
+        return self._backend.numpy(ids).astype(np.uint8)
 
     def predict(self, image: PhotoSource) -> np.ndarray:
         """HxW uint8 class ids of a photo (a file, a PIL image or an HxWx3 uint8 array) at its own size."""

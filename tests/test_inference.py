@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from seg.inference import class_ids, forward_size, photo_logits, predict_logits, resize
+from seg.inference import class_ids, forward_size, photo_ids, photo_logits, predict_logits, resize
 
 from helpers import ROOT
 
@@ -115,3 +115,15 @@ def test_inference_on_arrays_imports_no_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("max_side", [None, 60, 17])
+def test_photo_ids_are_the_argmax_of_photo_logits_class_by_class(max_side):
+    x = torch.rand(2, 3, 90, 120)
+    net = torch.nn.Conv2d(3, 23, 3, padding=1).eval()  # any net: 23 classes with real competition
+    expected = class_ids(photo_logits(net, x, True, max_side))
+    torch.testing.assert_close(photo_ids(net, x, True, max_side), expected, rtol=0, atol=0)
+    on_array = photo_ids(
+        lambda a: net(torch.from_numpy(np.ascontiguousarray(a))).detach().numpy(), x.numpy(), True, max_side
+    )
+    assert on_array.shape == (2, 90, 120) and (on_array == expected.numpy()).mean() > 0.999
