@@ -9,9 +9,11 @@ same function. The exported files carry the metadata of :mod:`seg.metadata`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,12 +59,28 @@ def load_deploy_net(ckpt_path: str | os.PathLike) -> tuple[DeployNet, dict[str, 
     return net, describe(normalize, data.get("crop_size"), Path(ckpt_path).name)
 
 
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Only warnings and errors from these loggers (and no Python warnings) for the duration."""
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in loggers]
+    for logger, _ in saved:
+        logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
 def export_onnx(net: DeployNet, path: Path, metadata: Mapping[str, str]) -> None:
     """``net`` as an ONNX model (torch.onnx's torch.export-based exporter) with dynamic batch, height
     and width, and ``metadata`` in its ``metadata_props``; one self-contained file."""
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on decompositions and dynamic dims
+    # the exporter's graph optimiser logs every rewrite at INFO (Hydra's log config would show them all)
+    # and warns about decompositions and dynamic dimensions
+    with _quiet("onnxscript", "onnx_ir"):
         program = torch.onnx.export(
             net.eval(),
             (torch.rand(EXAMPLE_SHAPE),),
@@ -82,8 +100,7 @@ def export_onnx(net: DeployNet, path: Path, metadata: Mapping[str, str]) -> None
 def export_torchscript(net: DeployNet, path: Path, metadata: Mapping[str, str]) -> None:
     """``net`` traced and frozen (BatchNorm folded into the convolutions) as TorchScript, ``metadata``
     as the JSON extra file :data:`seg.metadata.TORCHSCRIPT_FILE`."""
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+    with torch.no_grad(), _quiet():  # TorchScript's deprecation notices
         traced = torch.jit.freeze(torch.jit.trace(net.eval(), torch.rand(EXAMPLE_SHAPE)))
         torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_FILE: json.dumps(dict(metadata))})
 
