@@ -28,7 +28,7 @@ from seg.metadata import INPUT_NAME, OUTPUT_NAME, TORCHSCRIPT_FILE, describe
 if TYPE_CHECKING:
     from seg.segmenter import Segmenter
 
-ONNX_OPSET = 20  # run by onnxruntime >= 1.17
+ONNX_OPSET = 20  # run by onnxruntime >= 1.17 (the export extra asks for >= 1.20)
 # the example the exporters trace: batch 2 and a non-square size, so that no dimension is specialised
 EXAMPLE_SHAPE = (2, 3, 64, 96)
 

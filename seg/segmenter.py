@@ -122,7 +122,8 @@ class Segmenter:
 
         path = _model_file(path)
         options = ort.SessionOptions()
-        threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0)
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        threads = threads or (int(env) if env.isdigit() else 0)
         if threads:
             options.intra_op_num_threads = threads
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,10 @@ import pytest
 from PIL import Image
 
 from seg import Segmenter
+from seg.errors import SegError
 from seg.labels import CLASS_NAMES, PALETTE
 from seg.photos import load_photo
+from seg.predict import predict as predict_photos
 
 from helpers import ROOT, compose_config, run_module
 
@@ -206,6 +209,7 @@ def test_output_may_not_be_the_input_folder(photos, ckpt, tmp_path):
         ("no-model", "Pass one model"),
         ("two-models", "Pass one model"),
         ("model-suffix", "unknown model file type '.bin'"),
+        ("missing-model", "Model file not found"),
         ("clash", "would write the same output files"),
         ("batch", "batch_size=0 must be >= 1"),
     ],
@@ -223,13 +227,21 @@ def test_bad_input_is_a_clear_error(kind, message, ckpt, tmp_path):
         "no-model": [input],
         "two-models": [model, f"model_file={tmp_path / 'm.onnx'}", input],
         "model-suffix": [f"model_file={tmp_path / 'model.bin'}", input],
+        "missing-model": [f"model_file={tmp_path / 'model.onnx'}", input],
         "clash": [model, f"input={tmp_path / 'clash'}"],
         "batch": [model, input, "batch_size=0"],
     }[kind]
-    proc = predict(tmp_path, *args, f"output={tmp_path / 'out'}")
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert message in proc.stdout + proc.stderr
+    # in process (the CLI's exit code and one-line message are checked below and above)
+    with pytest.raises(SegError, match=re.escape(message)):
+        predict_photos(compose_config("predict", *args, f"output={tmp_path / 'out'}"))
     assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
+def test_an_empty_input_exits_with_a_one_line_error(ckpt, tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = predict(tmp_path, f"ckpt_path={ckpt}", f"input={tmp_path / 'empty'}", f"output={tmp_path / 'out'}")
+    assert proc.returncode == 2 and "PhotoError: input=" in proc.stdout + proc.stderr
+    assert "no photos there" in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr
 
 
 def test_default_output_is_the_run_dir_under_outputs_predict(photos, ckpt, tmp_path):
