@@ -38,8 +38,6 @@ class ExportError(SegError, RuntimeError):
 def check(cfg: DictConfig, model_file: Path) -> dict[str, Any]:
     """Parity of ``model_file`` with the checkpoint's PyTorch model on ``cfg.verify_split`` at native size."""
     split = cfg.verify_split
-    if split not in STAGES:
-        raise ConfigError(f"verify_split={split!r}: choose train, val, test, or null to skip the check")
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup(STAGES[split])
@@ -53,6 +51,8 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     """Write ``cfg.ckpt_path``'s model as ``cfg.format`` to ``cfg.output`` (checked first) and report it."""
     if cfg.get("ckpt_path") in (None, ""):
         raise CheckpointError("Pass the checkpoint to export: python -m seg.export ckpt_path=PATH format=onnx")
+    if cfg.get("verify_split") and cfg.verify_split not in STAGES:
+        raise ConfigError(f"verify_split={cfg.verify_split!r}: choose train, val, test, or null to skip the check")
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format!r} is not an export format: choose one of {', '.join(FORMATS)}")
     suffix, write = FORMATS[cfg.format]

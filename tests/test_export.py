@@ -4,6 +4,7 @@ metadata, whose logits match PyTorch's on the val split and at odd sizes; bad se
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,11 @@ import torch
 from seg.checkpoint import load_model
 from seg.data import ARCHIVE_DIR, MSRCDataset
 from seg.data.transforms import to_input
+from seg.errors import SegError
+from seg.export import ExportError, export
 from seg.labels import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 
-from helpers import run_module
+from helpers import compose_config, run_module
 
 ODD_SIZES = [(213, 320), (1, 1), (17, 3001), (3001, 17), (64, 64)]
 
@@ -95,8 +98,9 @@ def test_batch_dimension_is_dynamic(exported, fmt):
         np.testing.assert_allclose(batched[i], run(x[i : i + 1])[0], atol=1e-4)
 
 
-def export(tmp_path: Path, *args: str, check: bool = True):
-    return run_module("seg.export", *args, f"hydra.run.dir={tmp_path / 'run'}", check=check)
+def export_in_process(tmp_path: Path, *args: str) -> dict:
+    """seg.export's work without a subprocess (the CLI's exit code is checked once, below)."""
+    return export(compose_config("export", *args, f"paths.output_dir={tmp_path / 'run'}"))
 
 
 def test_a_file_is_replaced_only_by_a_checked_one(tiny_run, archive_url, data_dir, tmp_path):
@@ -105,15 +109,18 @@ def test_a_file_is_replaced_only_by_a_checked_one(tiny_run, archive_url, data_di
     out.write_bytes(b"an earlier model")
     common = [f"ckpt_path={ckpt}", "format=torchscript", f"output={out}", f"data.url={archive_url}"]
     common.append(f"paths.data_dir={data_dir}")
-    proc = export(tmp_path, *common, check=False)
-    assert proc.returncode == 2 and "exists: pass overwrite=true" in proc.stdout + proc.stderr
+    proc = run_module("seg.export", *common, f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert proc.returncode == 2 and "ConfigError: output=" in proc.stdout + proc.stderr
+    assert "exists: pass overwrite=true" in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr
     assert out.read_bytes() == b"an earlier model"
     # a check that cannot pass: the earlier file stays, no partial file is left behind
-    proc = export(tmp_path, *common, "overwrite=true", "min_agreement=1.01", check=False)
-    assert proc.returncode == 2 and "was not written" in proc.stdout + proc.stderr
+    with pytest.raises(ExportError, match="was not written"):
+        export_in_process(tmp_path, *common, "overwrite=true", "min_agreement=1.01")
     assert out.read_bytes() == b"an earlier model" and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "run"]
-    export(tmp_path, *common, "overwrite=true", "verify_split=null")
+    report = export_in_process(tmp_path, *common, "overwrite=true", "verify_split=null")
+    assert "parity" not in report and report["output"] == str(out.resolve())
     assert torch.jit.load(str(out))(torch.rand(1, 3, 9, 11)).shape == (1, 23, 9, 11)
+    assert json.loads((tmp_path / "run" / "export.json").read_text())["format"] == "torchscript"
 
 
 @pytest.mark.parametrize(
@@ -121,15 +128,15 @@ def test_a_file_is_replaced_only_by_a_checked_one(tiny_run, archive_url, data_di
     [
         (["format=tflite"], "format='tflite' is not an export format: choose one of onnx, torchscript"),
         (["format=onnx", "output=OUT/model.pt"], "a format=onnx file must end in .onnx"),
+        (["verify_split=holdout"], "verify_split='holdout': choose train, val, test, or null"),
         ([], None),  # no checkpoint
     ],
 )
 def test_bad_settings_are_clear_errors(args, message, tiny_run, tmp_path):
     args = [a.replace("OUT", str(tmp_path)) for a in args]
     ckpt = [] if message is None else [f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}"]
-    proc = export(tmp_path, *ckpt, *args, check=False)
-    assert proc.returncode == 2
-    assert (message or "Pass the checkpoint to export") in proc.stdout + proc.stderr
+    with pytest.raises(SegError, match=re.escape(message or "Pass the checkpoint to export")):
+        export_in_process(tmp_path, *ckpt, *args)
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.pt"))
 
 

@@ -174,29 +174,30 @@ def test_onnx_model_file_predicts_without_torch(exported, ckpt_run, photos, tmp_
         np.testing.assert_array_equal(ids, onnx_tta.predict(folder / name))
 
 
-def test_existing_outputs_are_kept_unless_overwrite(ckpt_run, photos, ckpt, tmp_path):
+def run_in_process(*args: str) -> dict:
+    """seg.predict's work without a subprocess (exit codes are checked by the runs above and below)."""
+    return predict_photos(compose_config("predict", *args))
+
+
+def test_existing_outputs_are_kept_unless_overwrite(photos, ckpt, tmp_path):
     folder, _ = photos
     out = tmp_path / "out"
     out.mkdir()
     (out / "grey.png").write_bytes(b"an earlier result")
     args = [f"ckpt_path={ckpt}", f"input={folder}/grey.png", f"output={out}"]
-    proc = predict(tmp_path, *args)
-    assert proc.returncode == 2 and "pass overwrite=true" in proc.stdout + proc.stderr
-    assert (out / "grey.png").read_bytes() == b"an earlier result" and sorted(os_names(out)) == ["grey.png"]
-    predict(tmp_path, *args, "overwrite=true", check=True)
+    with pytest.raises(SegError, match="pass overwrite=true"):
+        run_in_process(*args)
+    assert (out / "grey.png").read_bytes() == b"an earlier result" and [p.name for p in out.iterdir()] == ["grey.png"]
+    assert run_in_process(*args, "overwrite=true")["predicted"] == 1
     assert Image.open(out / "grey.png").mode == "P" and len(read_rows(out)) == 1
 
 
-def os_names(folder: Path) -> list[str]:
-    return [p.name for p in folder.iterdir()]
-
-
-def test_output_may_not_be_the_input_folder(photos, ckpt, tmp_path):
+def test_output_may_not_be_the_input_folder(photos, ckpt):
     folder, _ = photos
     before = fingerprint(folder)
     for out in (str(folder), f"{folder}/./"):
-        proc = predict(tmp_path, f"ckpt_path={ckpt}", f"input={folder}/rgb.jpg", f"output={out}")
-        assert proc.returncode == 2 and "is the folder of the input photos" in proc.stdout + proc.stderr
+        with pytest.raises(SegError, match="is the folder of the input photos"):
+            run_in_process(f"ckpt_path={ckpt}", f"input={folder}/rgb.jpg", f"output={out}")
     assert fingerprint(folder) == before
 
 
@@ -231,9 +232,8 @@ def test_bad_input_is_a_clear_error(kind, message, ckpt, tmp_path):
         "clash": [model, f"input={tmp_path / 'clash'}"],
         "batch": [model, input, "batch_size=0"],
     }[kind]
-    # in process (the CLI's exit code and one-line message are checked below and above)
     with pytest.raises(SegError, match=re.escape(message)):
-        predict_photos(compose_config("predict", *args, f"output={tmp_path / 'out'}"))
+        run_in_process(*args, f"output={tmp_path / 'out'}")
     assert not (tmp_path / "out" / "predictions.csv").exists()
 
 
