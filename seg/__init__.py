@@ -7,7 +7,7 @@ from pathlib import Path
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type:
     # `from seg import Segmenter` without importing torch, Lightning or Hydra for `import seg.labels`
     if name == "Segmenter":
         from seg.segmenter import Segmenter
