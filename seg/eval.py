@@ -14,18 +14,21 @@ from seg.build import build_datamodule
 from seg.checkpoint import CheckpointError, load_model
 from seg.checks import check_eval_config
 from seg.cli import user_errors
-from seg.inference import predict_logits
+from seg.inference import photo_ids
 from seg.metrics import SplitScore
 from seg.results import format_table, write_eval_report
 
 log = logging.getLogger(__name__)
 
 
-def score(model: torch.nn.Module, loader: Any, tta: bool = False) -> dict[str, Any]:
-    """Every metric of ``model`` over ``loader`` (batches of images and targets); void never counts."""
+def score(model: torch.nn.Module, loader: Any, tta: bool = False, max_side: int | None = None) -> dict[str, Any]:
+    """Every metric of ``model`` over ``loader`` (batches of images and targets); void never counts.
+
+    Images with a side over ``max_side`` go through the net shrunk to it, as ``seg.predict`` does.
+    """
     scored = SplitScore()
     for x, y in loader:
-        scored.update(predict_logits(model, x, tta).argmax(1), y)
+        scored.update(photo_ids(model, x, tta, max_side), y)
     return scored.compute()
 
 
@@ -41,8 +44,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup({"train": "fit", "val": "validate", "test": "test"}[cfg.split])
 
-    metrics = score(model, datamodule.dataloader(cfg.split), tta=cfg.tta)
-    metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=bool(cfg.tta))
+    max_side = cfg.get("max_side")
+    metrics = score(model, datamodule.dataloader(cfg.split), tta=cfg.tta, max_side=max_side)
+    metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=bool(cfg.tta), max_side=max_side)
     write_eval_report(metrics, Path(cfg.paths.output_dir))
     log.info("\n" + format_table(metrics) + f"\n\nwritten to {cfg.paths.output_dir}/metrics.json")
     return metrics

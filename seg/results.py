@@ -19,11 +19,12 @@ from typing import Any
 RESULT_FILE = "result.json"  # written by seg.train at the end of a run (rank 0 only)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path`` and rename it into place: never half-written."""
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text or bytes) to a temp file beside ``path`` and rename it into place: never half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(text)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(data)
     os.replace(f.name, path)
 
 
@@ -74,7 +75,8 @@ def format_table(metrics: dict[str, Any]) -> str:
     lines += [f"{c['name']:10s} {pct(c['iou'])} {pct(c['acc'])} {c['pixels']:9d}" for c in metrics["per_class"]]
     lines += [
         "",
-        f"split {metrics['split']} ({metrics['num_images']} images, tta={metrics['tta']})",
+        f"split {metrics['split']} ({metrics['num_images']} images, tta={metrics['tta']}, "
+        f"max_side={metrics.get('max_side')})",
         f"acc (global masked pixel accuracy)   {pct(metrics['acc'])}",
         f"acc_per_image_mean (course metric)   {pct(metrics['acc_per_image_mean'])}",
         f"miou                                 {pct(metrics['miou'])}",

@@ -1,5 +1,6 @@
 """Fixtures: a tiny MSRC-format archive (BMP photos + colour targets + CRLF split files, zipped), a
-data dir prepared from it through the real download code, and a tiny training run."""
+data dir prepared from it through the real download code, a tiny training run and its exported
+models; a short run on the real archive when SEG_DATA_URL and TORCH_HOME are set."""
 
 from __future__ import annotations
 
@@ -68,3 +69,43 @@ def tiny_run(tmp_path_factory, archive_url, data_dir) -> Path:
         f"hydra.run.dir={run}",
     )
     return run
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_run, archive_url, data_dir, tmp_path_factory) -> dict[str, Path]:
+    """The tiny run's last checkpoint exported once by seg.export (checked on the tiny val split):
+    {"onnx": model.onnx, "torchscript": model.pt}; each run dir ``<format>/`` beside them has export.json."""
+    out = tmp_path_factory.mktemp("exported")
+    files = {"onnx": out / "model.onnx", "torchscript": out / "model.pt"}
+    for fmt, path in files.items():
+        run_module(
+            "seg.export",
+            f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
+            f"format={fmt}",
+            f"output={path}",
+            f"data.url={archive_url}",
+            f"paths.data_dir={data_dir}",
+            f"hydra.run.dir={out / fmt}",
+        )
+    return files
+
+
+@pytest.fixture(scope="session")
+def real_run(real_env, tmp_path_factory) -> tuple[Path, Path]:
+    """(run dir, data dir) of a short seg.train run on the real archive with the ImageNet encoder
+    (2 training batches): the real download path, and a checkpoint whose logits are those of a real model."""
+    run = tmp_path_factory.mktemp("real_run")
+    data = tmp_path_factory.mktemp("real_data")
+    run_module(
+        "seg.train",
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={run}",
+        "trainer.max_epochs=1",
+        "trainer.accelerator=cpu",
+        "++trainer.limit_train_batches=2",
+        "++trainer.limit_val_batches=1",
+        "++trainer.limit_test_batches=1",
+        "callbacks.progress_bar.refresh_rate=0",
+        env=real_env,
+    )
+    return run, data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 from helpers import run_module
 
@@ -84,3 +85,45 @@ def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url, archiv
     assert (tmp_path / "data" / "segmentation_data" / "train.txt").is_file()  # fetched through seg.data
     rows = [line for line in (out / "data.md").read_text().splitlines() if line.startswith("| ")]
     assert len(rows) == 5 and rows[1].startswith("| cache |") and rows[0] in proc.stdout
+
+
+def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported):
+    out = tmp_path / "bench"
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    proc = run_module(
+        "benchmarks.infer",
+        "--quick",
+        "--ckpt",
+        str(ckpt),
+        "--onnx",
+        str(exported["onnx"]),
+        "--torchscript",
+        str(exported["torchscript"]),
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    )
+    report = json.loads((out / "infer.json").read_text())
+    paths = ["eager", "eager+tta", "torchscript", "onnxruntime"]
+    assert report["sizes"] == ["48x32", "96x64"] and report["rounds"] == 2 and report["threads"] == 1
+    assert [(r["size"], r["path"]) for r in report["results"]] == [(s, p) for s in report["sizes"] for p in paths]
+    for r in report["results"]:
+        assert math.isfinite(r["ms_per_photo"]) and r["ms_per_photo"] > 0 and len(r["round_ms"]) == 2
+        assert len(r["round_speedups"]) == 2
+        assert r["speedup_vs_eager"] == statistics.median(r["round_speedups"])  # the median of the rounds
+        if r["path"] == "eager":
+            assert r["round_speedups"] == [1.0, 1.0]
+    assert report["files"]["ckpt"] == str(ckpt) and report["machine"]["cpu_kind"] in ("AVX2", "AVX512-BF16", "other")
+    # each path's memory in a process of its own; the ONNX Runtime one never imports torch
+    assert set(report["isolated_rss"]) == set(paths)
+    assert all(v["peak_rss_mb"] > 0 for v in report["isolated_rss"].values())
+    assert report["isolated_rss"]["onnxruntime"]["torch"] is False and report["isolated_rss"]["eager"]["torch"]
+    rows = [line for line in (out / "infer.md").read_text().splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| photo | path | ms / photo") and len(rows) == 1 + 2 * len(paths)
+    assert rows[0] in proc.stdout
+
+
+def test_inference_benchmark_needs_the_eager_reference(tmp_path):
+    proc = run_module("benchmarks.infer", "--paths", "onnxruntime", "--out", str(tmp_path), check=False)
+    assert proc.returncode != 0 and "--paths must include eager" in proc.stderr

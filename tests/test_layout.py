@@ -10,7 +10,7 @@ import pytest
 
 from helpers import ROOT
 
-ENTRY_POINTS = {"seg.train", "seg.eval"}
+ENTRY_POINTS = {"seg.train", "seg.eval", "seg.predict", "seg.export"}
 
 
 def test_labels_metrics_losses_import_neither_lightning_nor_hydra():
@@ -24,6 +24,17 @@ def test_labels_metrics_losses_import_neither_lightning_nor_hydra():
     # and seg.labels needs no torch at all
     code = "import sys, seg.labels; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_the_python_api_imports_no_torch_until_a_torch_backend_is_used():
+    # `from seg import Segmenter` and the photo/picture helpers: ONNX Runtime deployments need no torch
+    code = (
+        "import sys, seg.photos, seg.pictures, seg.metadata; from seg import Segmenter; "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning', 'hydra')); "
+        "print(heavy); sys.exit(1 if heavy else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def seg_imports(path) -> set[str]:

@@ -95,3 +95,17 @@ def test_imagenet_weights_load_through_torch_home(real_env):
         torch.testing.assert_close(a, b)
     random = MobileNetSeg(weights=None)
     assert not torch.equal(random.encoder[0][0].weight, pretrained.encoder[0][0].weight)
+
+
+@pytest.mark.parametrize("cls", [MobileNetSeg, MobileNetSkipSeg])
+def test_a_traced_net_keeps_the_final_resize_for_every_size(cls):
+    # traced at 64x64, where the reference decoder's output already has the input size (eager mode
+    # then skips the resize): the trace must still resize other sizes back to the input
+    net = cls(weights=None).eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(net, torch.rand(1, 3, 64, 64))
+        for hw in [(213, 320), (1, 1), (17, 301), (64, 64)]:
+            x = torch.rand(2, 3, *hw)
+            out = traced(x)
+            assert out.shape == (2, 23, *hw)
+            torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-4)

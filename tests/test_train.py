@@ -196,21 +196,9 @@ def test_ddp_on_two_cpu_processes_as_typed_rank_zero_writes_and_val_acc_is_synce
     assert abs(both - first) > 1e-6  # the comparison can tell a synced value from rank 0's own
 
 
-def test_smoke_on_the_real_archive_with_pretrained_encoder(real_env, tmp_path_factory):
+def test_smoke_on_the_real_archive_with_pretrained_encoder(real_run):
     """The real download path (SEG_DATA_URL) and ImageNet weights (TORCH_HOME), a few batches."""
-    run = tmp_path_factory.mktemp("real_run")
-    data = tmp_path_factory.mktemp("real_data")
-    run_train(
-        f"paths.data_dir={data}",
-        f"hydra.run.dir={run}",
-        "trainer.max_epochs=1",
-        "trainer.accelerator=cpu",
-        "++trainer.limit_train_batches=2",
-        "++trainer.limit_val_batches=1",
-        "++trainer.limit_test_batches=1",
-        "callbacks.progress_bar.refresh_rate=0",
-        env=real_env,
-    )
+    run, data = real_run
     root = data / "segmentation_data"
     assert sum(1 for _ in (root / "images").glob("*.bmp")) == 391
     tags = scalars(run)

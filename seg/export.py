@@ -1,0 +1,108 @@
+"""`python -m seg.export ckpt_path=PATH format=onnx|torchscript [output=FILE]`: a checkpoint as one model file.
+
+The file takes RGB float32 NCHW in [0, 1] of any batch, height and width, normalises inside and
+returns logits at the input size; its metadata holds the class names, palette, normalisation and
+input convention (:mod:`seg.metadata`). Before it is moved into place its logits are compared with
+PyTorch's on every photo of ``verify_split`` at its own size (``export.json`` in the run dir).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from seg.build import build_datamodule
+from seg.checkpoint import CheckpointError
+from seg.cli import user_errors
+from seg.deploy import export_onnx, export_torchscript, load_deploy_net, parity
+from seg.errors import ConfigError, SegError
+from seg.results import atomic_write
+from seg.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": (".onnx", export_onnx), "torchscript": (".pt", export_torchscript)}
+STAGES = {"train": "fit", "val": "validate", "test": "test"}
+
+
+class ExportError(SegError, RuntimeError):
+    """The exported model does not reproduce PyTorch's predictions."""
+
+
+def check(cfg: DictConfig, model_file: Path) -> dict[str, Any]:
+    """Parity of ``model_file`` with the checkpoint's PyTorch model on ``cfg.verify_split`` at native size."""
+    split = cfg.verify_split
+    datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
+    datamodule.setup(STAGES[split])
+    dataset = datamodule.datasets[split]
+    reference = Segmenter.from_checkpoint(cfg.ckpt_path, max_side=None)
+    candidate = Segmenter.load(model_file, max_side=None)
+    return {"split": split, **parity(reference, candidate, (dataset.raw(i)[0] for i in range(len(dataset))))}
+
+
+def export(cfg: DictConfig) -> dict[str, Any]:
+    """Write ``cfg.ckpt_path``'s model as ``cfg.format`` to ``cfg.output`` (checked first) and report it."""
+    if cfg.get("ckpt_path") in (None, ""):
+        raise CheckpointError("Pass the checkpoint to export: python -m seg.export ckpt_path=PATH format=onnx")
+    if cfg.get("verify_split") and cfg.verify_split not in STAGES:
+        raise ConfigError(f"verify_split={cfg.verify_split!r}: choose train, val, test, or null to skip the check")
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format!r} is not an export format: choose one of {', '.join(FORMATS)}")
+    suffix, write = FORMATS[cfg.format]
+    output = Path(cfg.output).expanduser() if cfg.get("output") else Path(cfg.paths.output_dir) / f"model{suffix}"
+    if output.suffix.lower() != suffix:
+        raise ConfigError(f"output={output}: a format={cfg.format} file must end in {suffix} (seg.predict goes by it)")
+    if output.exists() and not cfg.overwrite:
+        raise ConfigError(f"output={output} exists: pass overwrite=true to replace it, or another output=...")
+    net, metadata = load_deploy_net(cfg.ckpt_path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # written and checked beside the output under a temporary name (same suffix: Segmenter.load goes by
+    # it), then renamed into place: an existing file is replaced only by a checked, complete one
+    partial = output.with_name(f".{output.stem}.partial{suffix}")
+    try:
+        write(net, partial, metadata)
+        report: dict[str, Any] = {
+            "format": cfg.format,
+            "output": str(output.resolve()),
+            "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
+            "megabytes": round(partial.stat().st_size / 2**20, 2),
+            "metadata": {k: json.loads(v) for k, v in metadata.items()},
+        }
+        if cfg.get("verify_split"):
+            report["parity"] = check(cfg, partial)
+            agreement = report["parity"]["argmax_agreement"]
+            if agreement < cfg.min_agreement:
+                raise ExportError(
+                    f"the {cfg.format} model's classes agree with PyTorch's on only {100 * agreement:.3f}% of the "
+                    f"{cfg.verify_split} pixels (min_agreement={cfg.min_agreement}); {output} was not written"
+                )
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    atomic_write(Path(cfg.paths.output_dir) / "export.json", json.dumps(report, indent=1) + "\n")
+    p = report.get("parity")
+    checked = (
+        f"; {p['split']} split ({p['photos']} photos): max |logit diff| {p['max_abs_logit_diff']:.2e}, "
+        f"argmax agreement {100 * p['argmax_agreement']:.4f}%"
+        if p
+        else "; not checked (verify_split=null)"
+    )
+    log.info(f"wrote {output} ({report['megabytes']} MB){checked}")
+    return report
+
+
+@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        export(cfg)
+
+
+if __name__ == "__main__":
+    main()

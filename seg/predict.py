@@ -1,0 +1,175 @@
+"""`python -m seg.predict ckpt_path=PATH|model_file=FILE input=FILE|DIR|GLOB [output=DIR]`: class maps of photos.
+
+For every photo, at its own width and height: ``<stem>.png`` (the class ids as a palette PNG, the MSRC
+colours embedded) and ``<stem>_overlay.jpg`` (the photo blended with the colours, with a legend); and
+one ``predictions.csv``. A thin loop over :class:`seg.segmenter.Segmenter`: with ``model_file=*.onnx``
+it runs on ONNX Runtime and imports no torch. A photo that cannot be read is skipped and named; the
+run then ends with an error once the others are written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from seg.cli import user_errors
+from seg.errors import ConfigError
+from seg.photos import PhotoError, find_photos, load_photo, photo_size
+from seg.pictures import class_shares, ids_png
+from seg.results import atomic_write
+from seg.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
+
+CSV_FILE = "predictions.csv"
+CSV_FIELDS = ["file", "width", "height", "classes", "ms_per_image", "mask"]
+
+
+def open_segmenter(cfg: DictConfig) -> Segmenter:
+    """The model of ``ckpt_path`` (torch) or of ``model_file`` (by its suffix: .onnx, .pt, .ckpt)."""
+    ckpt, model_file = cfg.get("ckpt_path"), cfg.get("model_file")
+    if bool(ckpt) == bool(model_file):
+        raise ConfigError(
+            "Pass one model: ckpt_path=... (a checkpoint written by seg.train) or model_file=... (a .onnx or .pt "
+            f"file written by seg.export); got ckpt_path={ckpt} model_file={model_file}"
+        )
+    if ckpt:
+        return Segmenter.from_checkpoint(ckpt, tta=cfg.tta, max_side=cfg.max_side)
+    return Segmenter.load(model_file, tta=cfg.tta, max_side=cfg.max_side)
+
+
+def output_stems(photos: list[Path]) -> list[str]:
+    """The output name stem of each photo: its own; photos sharing one are an error (outputs would clash)."""
+    counts = Counter(p.stem for p in photos)
+    clashes = sorted(str(p) for p in photos if counts[p.stem] > 1)
+    if clashes:
+        raise ConfigError(
+            f"these photos would write the same output files (same name stem): {', '.join(clashes[:6])}; "
+            f"predict them in separate runs (another output=...) or rename them"
+        )
+    return [p.stem for p in photos]
+
+
+def check_output(out: Path, photos: list[Path], stems: list[str], overwrite: bool) -> None:
+    """Refuse the photos' own folder, and files of an earlier run unless ``overwrite``: before any work."""
+    if out.resolve() in {p.parent.resolve() for p in photos}:
+        raise ConfigError(
+            f"output={out} is the folder of the input photos: pass another output=... (predictions never go "
+            f"beside the photos)"
+        )
+    planned = [out / CSV_FILE] + [out / f"{s}{end}" for s in stems for end in (".png", "_overlay.jpg")]
+    existing = [p for p in planned if p.exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"output={out} already has {len(existing)} of the files this run writes (e.g. {existing[0].name}): "
+            f"pass overwrite=true to replace them, or another output=..."
+        )
+
+
+def save_image(image: Any, path: Path, **params: Any) -> None:
+    """A Pillow image written atomically (format from the suffix)."""
+    buf = io.BytesIO()
+    image.save(buf, format={".png": "PNG", ".jpg": "JPEG"}[path.suffix], **params)
+    atomic_write(path, buf.getvalue())
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """Predict every photo of ``cfg.input`` into ``cfg.output``; unreadable photos are skipped, then an error."""
+    if not cfg.get("input"):
+        raise ConfigError("Pass the photos: input=FILE, input=FOLDER or input='GLOB' (e.g. 'photos/**/*.jpg')")
+    if cfg.batch_size < 1 or not 0 <= cfg.overlay_alpha <= 1 or (cfg.max_side is not None and cfg.max_side < 1):
+        raise ConfigError(
+            f"batch_size={cfg.batch_size} must be >= 1, overlay_alpha={cfg.overlay_alpha} in [0, 1], "
+            f"max_side={cfg.max_side} >= 1 or null"
+        )
+    photos = find_photos(str(cfg.input))
+    out = Path(cfg.output).expanduser() if cfg.get("output") else Path(cfg.paths.output_dir)
+    stems = dict(zip(photos, output_stems(photos)))
+    check_output(out, photos, list(stems.values()), cfg.overwrite)
+    segmenter = open_segmenter(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    log.info(f"{len(photos)} photos -> {out} ({segmenter.backend}, tta={cfg.tta}, max_side={cfg.max_side})")
+
+    failed: dict[Path, str] = {}
+    by_size: dict[tuple[int, int], list[Path]] = {}  # batches are photos of one size (read from the headers)
+    for p in photos:
+        try:
+            by_size.setdefault(photo_size(p), []).append(p)
+        except PhotoError as e:
+            failed[p] = str(e)
+    rows: dict[Path, dict[str, Any]] = {}
+    with tqdm(total=len(photos), unit="photo", desc="predict", disable=not cfg.progress) as bar:
+        bar.update(len(failed))
+        for group in by_size.values():
+            for start in range(0, len(group), cfg.batch_size):
+                chunk = group[start : start + cfg.batch_size]
+                arrays = {}
+                for p in chunk:
+                    try:
+                        arrays[p] = load_photo(p)
+                    except PhotoError as e:
+                        failed[p] = str(e)
+                # a header can disagree with the decoded photo: batch by the decoded size
+                for shape in {a.shape for a in arrays.values()}:
+                    batch = [p for p, a in arrays.items() if a.shape == shape]
+                    t = time.perf_counter()
+                    ids = segmenter.predict_batch([arrays[p] for p in batch])
+                    ms = 1000 * (time.perf_counter() - t) / len(batch)
+                    for p, p_ids in zip(batch, ids):
+                        rows[p] = write_prediction(
+                            segmenter, p, arrays[p], p_ids, out / stems[p], ms, cfg.overlay_alpha
+                        )
+                bar.update(len(chunk))
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows[p] for p in photos if p in rows)  # in input order
+    atomic_write(out / CSV_FILE, buf.getvalue())
+    log.info(f"wrote {len(rows)} predictions and {CSV_FILE} to {out}")
+    if failed:
+        for why in failed.values():
+            log.error(f"skipped: {why}")
+        raise PhotoError(
+            f"{len(failed)} of {len(photos)} photos could not be read and were skipped: "
+            f"{', '.join(str(p) for p in failed)}; the other {len(rows)} were written to {out}"
+        )
+    return {"output": str(out), "predicted": len(rows), "failed": [str(p) for p in failed]}
+
+
+def write_prediction(
+    segmenter: Segmenter, path: Path, photo: np.ndarray, ids: np.ndarray, stem: Path, ms: float, alpha: float
+) -> dict[str, Any]:
+    """``<stem>.png`` and ``<stem>_overlay.jpg`` of one photo; its CSV row."""
+    mask = stem.with_name(f"{stem.name}.png")
+    save_image(ids_png(ids, segmenter.palette), mask)
+    save_image(segmenter.overlay(photo, ids, alpha), stem.with_name(f"{stem.name}_overlay.jpg"), quality=90)
+    shares = class_shares(ids, len(segmenter.class_names))
+    return {
+        "file": str(path),
+        "width": ids.shape[1],
+        "height": ids.shape[0],
+        "classes": ";".join(f"{segmenter.class_names[c]}:{s:.6f}" for c, s in shares),
+        "ms_per_image": round(ms, 2),
+        "mask": mask.name,
+    }
+
+
+@hydra.main(config_path="../conf", config_name="predict", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

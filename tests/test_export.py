@@ -1,0 +1,159 @@
+"""`python -m seg.export`: ONNX and TorchScript files with dynamic batch/height/width and self-describing
+metadata, whose logits match PyTorch's on the val split and at odd sizes; bad settings are clear errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from seg.checkpoint import load_model
+from seg.data import ARCHIVE_DIR, MSRCDataset
+from seg.data.transforms import to_input
+from seg.errors import SegError
+from seg.export import ExportError, export
+from seg.labels import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE
+
+from helpers import compose_config, run_module
+
+ODD_SIZES = [(213, 320), (1, 1), (17, 3001), (3001, 17), (64, 64)]
+
+
+def report(exported: dict[str, Path], fmt: str) -> dict:
+    return json.loads((exported["onnx"].parent / fmt / "export.json").read_text())
+
+
+def test_onnx_file_describes_itself(exported):
+    model = onnx.load(str(exported["onnx"]))
+    onnx.checker.check_model(model)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    props = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert props["seg.class_names"] == list(CLASS_NAMES)
+    assert props["seg.palette"] == PALETTE.tolist()
+    assert props["seg.normalization"] == {
+        "applied_in_graph": True,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+    }
+    assert props["seg.input"]["layout"] == "NCHW" and props["seg.input"]["range"] == [0.0, 1.0]
+    assert props["seg.input"]["channels"] == "RGB" and props["seg.output"]["name"] == "logits"
+    # every dimension but the channels is dynamic, by name
+    (image,) = model.graph.input
+    dims = [d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim]
+    assert image.name == "image" and dims == ["batch", 3, "height", "width"]
+
+
+def pytorch_logits(module, photo: np.ndarray, normalize: bool) -> np.ndarray:
+    """The checkpoint's logits the way seg.eval computes them (to_input + SegModule), independent of seg.deploy."""
+    x = to_input(torch.from_numpy(photo).permute(2, 0, 1), normalize)[None]
+    with torch.no_grad():
+        return module(x).numpy()
+
+
+def exported_runner(exported: dict[str, Path], fmt: str):
+    """The exported file run directly by ONNX Runtime / torch.jit on [0, 1] RGB NCHW."""
+    if fmt == "onnx":
+        session = ort.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
+        return lambda x: session.run(None, {"image": x})[0]
+    net = torch.jit.load(str(exported["torchscript"]))
+    return lambda x: net(torch.from_numpy(x)).detach().numpy()
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_logits_match_pytorch_on_the_val_split_and_at_odd_sizes(exported, tiny_run, data_dir, fmt):
+    module, data = load_model(tiny_run / "checkpoints" / "last.ckpt")
+    run = exported_runner(exported, fmt)
+    val = MSRCDataset(data_dir / ARCHIVE_DIR, "val")
+    rng = np.random.default_rng(0)
+    photos = [val.raw(i)[0] for i in range(len(val))]
+    photos += [rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for hw in ODD_SIZES]
+    worst, agree, pixels = 0.0, 0, 0
+    for p in photos:
+        ref = pytorch_logits(module, p, data["normalize"])
+        got = run(np.ascontiguousarray(p.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255))
+        assert got.shape == ref.shape == (1, 23, *p.shape[:2])
+        worst = max(worst, float(np.abs(got - ref).max()))
+        agree += int((got.argmax(1) == ref.argmax(1)).sum())
+        pixels += p.shape[0] * p.shape[1]
+    assert worst < 1e-3 and agree / pixels >= 0.999, (worst, agree / pixels)
+    # seg.export checked the same on the val split before writing the file
+    parity = report(exported, fmt)["parity"]
+    assert parity["split"] == "val" and parity["photos"] == len(val)
+    assert parity["argmax_agreement"] >= 0.999 and parity["max_abs_logit_diff"] < 1e-3
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_batch_dimension_is_dynamic(exported, fmt):
+    run = exported_runner(exported, fmt)
+    x = np.random.default_rng(1).random((3, 3, 40, 70), dtype=np.float32)
+    batched = run(x)
+    assert batched.shape == (3, 23, 40, 70)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], run(x[i : i + 1])[0], atol=1e-4)
+
+
+def export_in_process(tmp_path: Path, *args: str) -> dict:
+    """seg.export's work without a subprocess (the CLI's exit code is checked once, below)."""
+    return export(compose_config("export", *args, f"paths.output_dir={tmp_path / 'run'}"))
+
+
+def test_a_file_is_replaced_only_by_a_checked_one(tiny_run, archive_url, data_dir, tmp_path):
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    out = tmp_path / "m.pt"
+    out.write_bytes(b"an earlier model")
+    common = [f"ckpt_path={ckpt}", "format=torchscript", f"output={out}", f"data.url={archive_url}"]
+    common.append(f"paths.data_dir={data_dir}")
+    proc = run_module("seg.export", *common, f"hydra.run.dir={tmp_path / 'run'}", check=False)
+    assert proc.returncode == 2 and "ConfigError: output=" in proc.stdout + proc.stderr
+    assert "exists: pass overwrite=true" in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr
+    assert out.read_bytes() == b"an earlier model"
+    # a check that cannot pass: the earlier file stays, no partial file is left behind
+    with pytest.raises(ExportError, match="was not written"):
+        export_in_process(tmp_path, *common, "overwrite=true", "min_agreement=1.01")
+    assert out.read_bytes() == b"an earlier model" and sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "run"]
+    report = export_in_process(tmp_path, *common, "overwrite=true", "verify_split=null")
+    assert "parity" not in report and report["output"] == str(out.resolve())
+    assert torch.jit.load(str(out))(torch.rand(1, 3, 9, 11)).shape == (1, 23, 9, 11)
+    assert json.loads((tmp_path / "run" / "export.json").read_text())["format"] == "torchscript"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["format=tflite"], "format='tflite' is not an export format: choose one of onnx, torchscript"),
+        (["format=onnx", "output=OUT/model.pt"], "a format=onnx file must end in .onnx"),
+        (["verify_split=holdout"], "verify_split='holdout': choose train, val, test, or null"),
+        ([], None),  # no checkpoint
+    ],
+)
+def test_bad_settings_are_clear_errors(args, message, tiny_run, tmp_path):
+    args = [a.replace("OUT", str(tmp_path)) for a in args]
+    ckpt = [] if message is None else [f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}"]
+    with pytest.raises(SegError, match=re.escape(message or "Pass the checkpoint to export")):
+        export_in_process(tmp_path, *ckpt, *args)
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.pt"))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_parity_on_the_real_val_split(real_run, real_env, tmp_path, fmt):
+    run, data = real_run
+    out = tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'pt'}"
+    run_module(
+        "seg.export",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        f"format={fmt}",
+        f"output={out}",
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        env=real_env,
+    )
+    parity = json.loads((tmp_path / "run" / "export.json").read_text())["parity"]
+    assert parity["split"] == "val" and parity["photos"] == 59  # every val photo, at its own size
+    assert parity["argmax_agreement"] >= 0.999 and parity["max_abs_logit_diff"] < 1e-3
+    assert out.is_file()
