@@ -63,6 +63,8 @@ def check_train_config(cfg: DictConfig) -> None:
             f"model.net.freeze_params={freeze!r}: must be an integer in [0, {MOBILENET_V2_TENSORS}] "
             f"(MobileNetV2 has {MOBILENET_V2_TENSORS} parameter tensors)"
         )
+    if cfg.get("test_ckpt") not in ("last", "best"):
+        out.append(f"test_ckpt={cfg.get('test_ckpt')!r}: must be last or best")
     mult = _get(cfg, "model.encoder_lr_mult")
     if mult is not None and not (_number(mult) and mult > 0):
         out.append(f"model.encoder_lr_mult={mult!r}: must be a number > 0")

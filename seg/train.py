@@ -56,13 +56,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         stop = next((c for c in trainer.callbacks if isinstance(c, GracefulStop)), None)
         raise SystemExit(128 + int(stop.received if stop and stop.received else signal.SIGTERM)) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    ckpt_cb = trainer.checkpoint_callback
+    ckpt_cb = trainer.checkpoint_callback  # the best val/acc checkpoint
     best_path = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
         metrics[f"best/{ckpt_cb.monitor}"] = float(ckpt_cb.best_model_score)
+    last_path = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor is None), "")
+    tested = best_path if cfg.get("test_ckpt") == "best" else last_path
     if cfg.get("test"):
-        # Test the best checkpoint; without one (fast_dev_run) the weights in memory.
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
+        # best: reload the best val/acc checkpoint; last: the weights in memory, which are last.ckpt's
+        # (with EMA, the average); without a checkpoint (fast_dev_run) the weights in memory either way
+        ckpt = best_path if cfg.get("test_ckpt") == "best" and best_path else None
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     if trainer.logger is not None:
@@ -74,12 +78,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "best val/acc": metrics.get("best/val/acc"),
         "test/acc": metrics.get("test/acc"),
         "test/miou": metrics.get("test/miou"),
-        "checkpoint": best_path or None,
+        "best checkpoint": best_path or None,
+        f"tested ({cfg.get('test_ckpt')})": tested or None,
         "output_dir": cfg.paths.output_dir,
     }
     log.info(
         "Summary:\n"
-        + "\n".join(f"  {k:14s} {v:.4f}" if isinstance(v, float) else f"  {k:14s} {v}" for k, v in summary.items())
+        + "\n".join(f"  {k:16s} {v:.4f}" if isinstance(v, float) else f"  {k:16s} {v}" for k, v in summary.items())
     )
     if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.sweep.SweepSummary)
         write_result(

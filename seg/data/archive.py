@@ -73,15 +73,19 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_hash(archive: Path, sha256: str | None, url: str) -> None:
-    """Refuse an archive whose SHA-256 is not ``sha256`` (None: accept any); the bad file is deleted."""
+def verify_hash(archive: Path, sha256: str | None, url: str, name: str | None = None) -> None:
+    """Refuse an archive whose SHA-256 is not ``sha256`` (None: accept any); the bad file is deleted.
+
+    ``name`` says what the file is in the message (default: its path).
+    """
     if not sha256:
         return
     actual = sha256_of(archive)
     if actual != sha256.lower():
         archive.unlink(missing_ok=True)
         raise DataSourceError(
-            f"{archive} has SHA-256 {actual}, expected {sha256.lower()}; it was deleted, nothing was extracted. "
+            f"{name or archive} has SHA-256 {actual}, expected {sha256.lower()}; it was deleted, nothing was "
+            f"extracted. "
             f"If this is the archive you want (e.g. your own copy of the data set), accept it on purpose with "
             f"data.sha256=null or data.sha256={actual}" + _how_to_fix(url)
         )
@@ -113,7 +117,7 @@ def download_archive(url: str, data_dir: str | os.PathLike, sha256: str | None =
                 download_url(url, tmp, filename=target.name)
         except (urllib.error.URLError, OSError, RuntimeError, ValueError) as e:
             raise DataSourceError(f"Could not download the data archive: {e}" + _how_to_fix(url)) from e
-        verify_hash(part, sha256, url)
+        verify_hash(part, sha256, url, name="the downloaded archive")
         os.replace(part, target)
     return target
 
@@ -154,8 +158,9 @@ def extract_archive(archive: Path, data_dir: str | os.PathLike, url: str = "") -
             verify_items(extracted)
         except DataSourceError as e:
             archive.unlink(missing_ok=True)
+            what = str(e).replace(f"{Path(tmp)}/", f"{archive.name}: ")  # the temp folder is gone: name the member
             raise DataSourceError(
-                f"{e}. The archive {archive} was deleted and nothing was extracted: the next run fetches it again"
+                f"{what}. The archive {archive} was deleted and nothing was extracted: the next run fetches it again"
                 + _how_to_fix(url)
             ) from e
         try:
