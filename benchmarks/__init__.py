@@ -22,16 +22,6 @@ def default_out(started: dt.datetime) -> Path:
     return ROOT / "outputs" / "benchmarks" / started.strftime("%Y-%m-%d_%H-%M-%S")
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            line = next(line for line in f if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return set()
-    return set(line.split(":", 1)[1].split())
-
-
 def machine() -> dict:
     """What the numbers were measured on: CPU model and kind (native bf16 or not), threads, versions."""
     import torch
@@ -42,12 +32,14 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    from seg.hardware import BF16_CPU_FLAGS, cpu_flags, cpu_kind
+
     flags = cpu_flags()
     return {
         "cpu": cpu,
         # AVX512-BF16 / AMX: bf16 autocast is fast there; without them it is emulated and slow
-        "cpu_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"}),
-        "cpu_kind": "AVX512-BF16" if flags & {"avx512_bf16", "amx_bf16"} else ("AVX2" if "avx2" in flags else "other"),
+        "cpu_bf16": sorted(flags & set(BF16_CPU_FLAGS)),
+        "cpu_kind": cpu_kind(flags),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

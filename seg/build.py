@@ -11,6 +11,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seg.hardware import auto_precision
+
 log = logging.getLogger(__name__)
 
 
@@ -31,13 +33,18 @@ def _runs_on_cuda(accelerator: str) -> bool:
 def build_trainer(cfg: DictConfig, **logger_kwargs: Any) -> pl.Trainer:
     """``cfg.trainer`` with every configured callback and the logger (``logger_kwargs`` on top of its config).
 
-    ``trainer.sync_batchnorm`` applies where torch supports it (CUDA); elsewhere it is turned off with a
-    note, so ``trainer=ddp trainer.accelerator=cpu`` works as typed.
+    ``trainer.precision=auto`` becomes bf16-mixed where the hardware has native bfloat16, else 32-true
+    (:func:`seg.hardware.auto_precision`, logged). ``trainer.sync_batchnorm`` applies where torch supports
+    it (CUDA); elsewhere it is turned off with a note, so ``trainer=ddp trainer.accelerator=cpu`` works as typed.
     """
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     logger = instantiate(cfg.logger, **logger_kwargs) if cfg.get("logger") else False
     overrides: dict[str, Any] = {}
-    if cfg.trainer.get("sync_batchnorm") and not _runs_on_cuda(str(cfg.trainer.get("accelerator", "auto"))):
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if str(cfg.trainer.get("precision")) == "auto":
+        overrides["precision"], why = auto_precision(accelerator)
+        log.info(f"trainer.precision=auto: {overrides['precision']}, as {why}")
+    if cfg.trainer.get("sync_batchnorm") and not _runs_on_cuda(accelerator):
         log.info("trainer.sync_batchnorm: torch's SyncBatchNorm needs CUDA, so each process keeps its own BatchNorm")
         overrides["sync_batchnorm"] = False
     return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **overrides)

@@ -8,20 +8,21 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seg.build import build_datamodule
 from seg.checkpoint import CheckpointError, load_model
 from seg.checks import check_eval_config
 from seg.cli import user_errors
-from seg.inference import photo_ids
+from seg.errors import ConfigError
+from seg.inference import TTA, photo_ids, tta_scales
 from seg.metrics import SplitScore
 from seg.results import format_table, write_eval_report
 
 log = logging.getLogger(__name__)
 
 
-def score(model: torch.nn.Module, loader: Any, tta: bool = False, max_side: int | None = None) -> dict[str, Any]:
+def score(model: torch.nn.Module, loader: Any, tta: TTA = False, max_side: int | None = None) -> dict[str, Any]:
     """Every metric of ``model`` over ``loader`` (batches of images and targets); void never counts.
 
     Images with a side over ``max_side`` go through the net shrunk to it, as ``seg.predict`` does.
@@ -30,6 +31,16 @@ def score(model: torch.nn.Module, loader: Any, tta: bool = False, max_side: int 
     for x, y in loader:
         scored.update(photo_ids(model, x, tta, max_side), y)
     return scored.compute()
+
+
+def plain_tta(value: Any) -> TTA:
+    """The ``tta`` setting as a bool or a list of scales (checked), from Hydra's config types."""
+    value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+    try:
+        tta_scales(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"tta={value!r}: use false, true (+ flip) or scales such as [0.75,1.0,1.25] ({e})") from e
+    return value
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -45,8 +56,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup({"train": "fit", "val": "validate", "test": "test"}[cfg.split])
 
     max_side = cfg.get("max_side")
-    metrics = score(model, datamodule.dataloader(cfg.split), tta=cfg.tta, max_side=max_side)
-    metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=bool(cfg.tta), max_side=max_side)
+    tta = plain_tta(cfg.tta)
+    metrics = score(model, datamodule.dataloader(cfg.split), tta=tta, max_side=max_side)
+    metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=tta, max_side=max_side)
     write_eval_report(metrics, Path(cfg.paths.output_dir))
     log.info("\n" + format_table(metrics) + f"\n\nwritten to {cfg.paths.output_dir}/metrics.json")
     return metrics

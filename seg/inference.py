@@ -1,4 +1,5 @@
-"""Logits of a trained net for scoring and prediction: whole photos at their own size, flip TTA.
+"""Logits of a trained net for scoring and prediction: whole photos at their own size, flip and
+multi-scale test-time augmentation (TTA).
 
 Shared by ``seg.eval``, ``seg.predict``, ``seg.export``'s parity check and :class:`seg.segmenter.Segmenter`.
 Every function takes a batch either as a torch tensor (a torch net) or as a NumPy array (an ONNX
@@ -11,13 +12,28 @@ the net shrunk to it, and its logits are resized back: time and memory stay boun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 Net = Callable[[Any], Any]  # an NCHW batch -> its N x classes x H x W logits at the input size
+# test-time augmentation: False/None (none), True (+ the horizontal flip), or scales: the photo is also
+# seen resized by each factor (each with its flip), and the logits, resized back, are averaged
+TTA = bool | None | Sequence[float]
+
+
+def tta_scales(tta: TTA) -> tuple[float, ...]:
+    """The scales a TTA setting asks for: () for none, (1.0,) for flip only."""
+    if tta is None or tta is False:
+        return ()
+    if tta is True:
+        return (1.0,)
+    scales = tuple(float(s) for s in tta)
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError(f"tta scales must be positive factors, e.g. [0.75, 1.0, 1.25], got {list(tta)}")
+    return scales
 
 
 def _is_numpy(x: Any) -> bool:
@@ -28,15 +44,29 @@ def _hflip(x: Any) -> Any:
     return x[..., ::-1] if _is_numpy(x) else x.flip(-1)
 
 
-def _logits(model: Net, x: Any, tta: bool) -> Any:
-    logits = model(x)
-    if tta:
-        logits = (logits + _hflip(model(_hflip(x)))) / 2
-    return logits
+def _flipped_mean(model: Net, x: Any) -> Any:
+    return (model(x) + _hflip(model(_hflip(x)))) / 2
 
 
-def predict_logits(model: Net, x: Any, tta: bool = False) -> Any:
-    """Logits; with ``tta`` the mean of the image's and its horizontal flip's logits."""
+def _logits(model: Net, x: Any, tta: TTA) -> Any:
+    scales = tta_scales(tta)
+    if not scales:
+        return model(x)
+    size = tuple(x.shape[-2:])
+    total = None
+    for s in scales:
+        if s == 1.0:
+            out = _flipped_mean(model, x)
+        else:
+            scaled = (max(round(size[0] * s), 1), max(round(size[1] * s), 1))
+            out = resize(_flipped_mean(model, resize(x, scaled, antialias=s < 1)), size)
+        total = out if total is None else total + out
+    return total if len(scales) == 1 else total / len(scales)
+
+
+def predict_logits(model: Net, x: Any, tta: TTA = False) -> Any:
+    """Logits; with ``tta`` the mean over the TTA views (see :data:`TTA`) of the image's and its
+    horizontal flip's logits."""
     if _is_numpy(x):
         return _logits(model, x, tta)
     import torch
@@ -72,7 +102,7 @@ def resize(x: Any, size: tuple[int, int], antialias: bool = False) -> Any:
     return out
 
 
-def photo_logits(model: Net, x: Any, tta: bool = False, max_side: int | None = None) -> Any:
+def photo_logits(model: Net, x: Any, tta: TTA = False, max_side: int | None = None) -> Any:
     """Logits at the photos' own size of a batch of equal-size photos (NCHW), through the net at
     :func:`forward_size` (shrunk when the long side exceeds ``max_side``), with optional flip TTA."""
     size = tuple(x.shape[-2:])
@@ -82,7 +112,7 @@ def photo_logits(model: Net, x: Any, tta: bool = False, max_side: int | None = N
     return resize(predict_logits(model, resize(x, net_size, antialias=True), tta), size)
 
 
-def photo_ids(model: Net, x: Any, tta: bool = False, max_side: int | None = None) -> Any:
+def photo_ids(model: Net, x: Any, tta: TTA = False, max_side: int | None = None) -> Any:
     """Class ids (N x H x W) of :func:`photo_logits`, without holding every class's logits at full size.
 
     A shrunk photo's logits are enlarged one class at a time while keeping the running maximum: the

@@ -19,7 +19,7 @@ from typing import Any
 
 import hydra
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from tqdm import tqdm
 
 from seg.cli import user_errors
@@ -43,9 +43,10 @@ def open_segmenter(cfg: DictConfig) -> Segmenter:
             "Pass one model: ckpt_path=... (a checkpoint written by seg.train) or model_file=... (a .onnx or .pt "
             f"file written by seg.export); got ckpt_path={ckpt} model_file={model_file}"
         )
+    tta = OmegaConf.to_container(cfg.tta) if isinstance(cfg.tta, ListConfig) else cfg.tta
     if ckpt:
-        return Segmenter.from_checkpoint(ckpt, tta=cfg.tta, max_side=cfg.max_side)
-    return Segmenter.load(model_file, tta=cfg.tta, max_side=cfg.max_side)
+        return Segmenter.from_checkpoint(ckpt, tta=tta, max_side=cfg.max_side)
+    return Segmenter.load(model_file, tta=tta, max_side=cfg.max_side)
 
 
 def output_stems(photos: list[Path]) -> list[str]:

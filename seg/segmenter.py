@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from seg.inference import photo_ids, photo_logits
+from seg.inference import TTA, photo_ids, photo_logits, tta_scales
 from seg.metadata import TORCHSCRIPT_FILE, ModelFileError, ModelInfo, parse
 from seg.photos import PhotoError, PhotoSource, load_photo
 from seg.pictures import colorize, overlay
@@ -80,15 +80,17 @@ class Segmenter:
         ids = seg.predict("photo.jpg")  # HxW uint8 class ids; also a PIL image or an HxWx3 uint8 array
         seg.class_names[ids[0, 0]], seg.colorize(ids), seg.overlay("photo.jpg", ids).save("overlay.jpg")
 
-    ``tta``: average with the horizontally flipped photo's logits (twice the time). ``max_side``:
+    ``tta``: True averages with the horizontally flipped photo's logits (twice the time); a list of
+    scales, e.g. ``[0.75, 1.0, 1.25]``, also sees the photo resized by each (each with its flip). ``max_side``:
     photos with a longer side go through the net shrunk to it, their logits resized back (None: never).
     """
 
     def __init__(
-        self, backend: Any, info: ModelInfo, tta: bool = False, max_side: int | None = DEFAULT_MAX_SIDE
+        self, backend: Any, info: ModelInfo, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
     ) -> None:
         if max_side is not None and max_side < 1:
             raise ValueError(f"max_side must be a positive number of pixels or None, got {max_side}")
+        tta_scales(tta)  # a bad setting fails here, not at the first photo
         self._backend = backend
         self.backend: str = backend.name  # "torch", "torchscript" or "onnxruntime"
         self.class_names: tuple[str, ...] = info.class_names
@@ -98,7 +100,7 @@ class Segmenter:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, tta: bool = False, max_side: int | None = DEFAULT_MAX_SIDE
+        cls, path: str | os.PathLike, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
     ) -> Segmenter:
         """The model of a seg.train checkpoint, run by torch (eager)."""
         from seg.deploy import load_deploy_net
@@ -110,7 +112,7 @@ class Segmenter:
     def from_onnx(
         cls,
         path: str | os.PathLike,
-        tta: bool = False,
+        tta: TTA = False,
         max_side: int | None = DEFAULT_MAX_SIDE,
         threads: int | None = None,
     ) -> Segmenter:
@@ -135,7 +137,7 @@ class Segmenter:
 
     @classmethod
     def from_torchscript(
-        cls, path: str | os.PathLike, tta: bool = False, max_side: int | None = DEFAULT_MAX_SIDE
+        cls, path: str | os.PathLike, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
     ) -> Segmenter:
         """A TorchScript model written by seg.export, run by torch.jit."""
         import torch

@@ -30,37 +30,59 @@ def test_every_optimizer_and_scheduler_option_builds(optimizer, scheduler, tmp_p
     assert isinstance(conf, dict) == (scheduler != "none")
 
 
-def test_defaults_and_reference_recipe():
-    cfg = compose_config("train")
-    assert cfg.data.batch_size == 8 and cfg.data.normalize is True and cfg.data.crop_size == 240
-    assert cfg.optimizer.lr == 1e-3 and cfg.scheduler.mode == "max" and cfg.scheduler.patience == 5
-    assert cfg.model.net.freeze_params == 50 and cfg.model.net.weights == "IMAGENET1K_V1"
-    assert cfg.callbacks.model_checkpoint.monitor == "val/acc" and cfg.optimized_metric == "val/acc"
-    assert cfg.data.augment is False and list(cfg.data.augment_scale) == [0.75, 1.25]
-    seed = compose_config("train", "experiment=seed")
-    assert seed.data.normalize is False and seed.trainer.max_epochs == 50 and seed.seed == 0
+USER_COMMAND = ["model=mobilenet", "trainer.max_epochs=50"]  # the command the README tells users to run
 
 
-def test_best_recipe_composes_and_leaves_the_reference_alone():
-    best = compose_config("train", "experiment=best", "model.net.weights=null")
-    assert best.model.net._target_ == "seg.model.MobileNetSkipSeg"
-    assert best.data.normalize is True and best.data.crop_size == 240
-    assert (
-        best.scheduler._target_.endswith("CosineAnnealingLR") and best.scheduler.T_max == best.trainer.max_epochs == 30
-    )
-    assert best.data.augment is True and best.model.loss.dice_weight == 0.5
-    module = build_module(best)
-    assert isinstance(module.net, MobileNetSkipSeg) and count_parameters(module.net) < 5_000_000
-    # the whole encoder is fine-tuned, at a tenth of the decoder's lr
+def test_the_users_command_composes_the_strong_recipe():
+    cfg = compose_config("train", *USER_COMMAND)
+    assert cfg == compose_config("train")  # the defaults: the command adds nothing
+    assert cfg.model.net._target_ == "seg.model.MobileNetSkipSeg" and cfg.model.net.weights == "IMAGENET1K_V1"
+    assert cfg.model.net.freeze_params == 0 and cfg.model.encoder_lr_mult == 0.1  # whole encoder, gently
+    assert cfg.model.loss.dice_weight == 0.5 and cfg.model.loss.class_weight_power == 0
+    assert cfg.data.augment is True and cfg.data.normalize is True and cfg.data.crop_size == 240
+    assert cfg.data.batch_size == 8 and cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 1e-3
+    assert cfg.model.channels_last is True and cfg.trainer.max_epochs == 50
+    # torchmetrics' masked pixel accuracy on val drives the plateau scheduler and the best checkpoint
+    assert cfg.scheduler._target_.endswith("ReduceLROnPlateau") and cfg.scheduler.mode == "max"
+    assert cfg.model.monitor == "val/acc" and cfg.callbacks.model_checkpoint.monitor == "val/acc"
+    assert cfg.callbacks.model_checkpoint.mode == "max" and cfg.optimized_metric == "val/acc"
+    assert cfg.callbacks.ema._target_ == "seg.averaging.EMA" and cfg.test_ckpt == "last"
+    module = build_module(compose_config("train", *USER_COMMAND, "model.net.weights=null"))
+    assert isinstance(module.net, MobileNetSkipSeg) and count_parameters(module.net) == 3_089_351 < 5_000_000
     assert count_parameters(module.net, trainable_only=True) == count_parameters(module.net)
     decoder_group, encoder_group = module.configure_optimizers()["optimizer"].param_groups
     assert decoder_group["lr"] == 1e-3 and encoder_group["lr"] == pytest.approx(1e-4)
-    # the faithful reference and the defaults keep the centre crop, the reference decoder, the frozen
-    # first 50 encoder tensors, one lr and plain cross-entropy
-    for cfg in (compose_config("train", "experiment=seed"), compose_config("train")):
-        assert cfg.data.augment is False and cfg.model.net._target_ == "seg.model.MobileNetSeg"
-        assert cfg.model.net.freeze_params == 50 and cfg.model.encoder_lr_mult == 1.0
-        assert cfg.model.loss.class_weight_power == 0 and cfg.model.loss.dice_weight == 0
+    conf = module.configure_optimizers()
+    assert conf["lr_scheduler"]["monitor"] == "val/acc" and conf["lr_scheduler"]["scheduler"].mode == "max"
+
+
+def test_experiment_seed_is_the_reference_recipe_exactly():
+    cfg = compose_config("train", "experiment=seed")
+    assert cfg.model.net._target_ == "seg.model.MobileNetSeg" and cfg.model.net.freeze_params == 50
+    assert list(cfg.model.net.decoder_channels) == [256, 128, 64, 32, 32] and cfg.model.net.proj_channels == 256
+    assert (
+        cfg.model.encoder_lr_mult == 1.0 and cfg.model.loss.dice_weight == 0 and cfg.model.loss.class_weight_power == 0
+    )
+    assert cfg.data.normalize is False and cfg.data.augment is False and cfg.data.batch_size == 8
+    assert cfg.data.crop_size == 240 and cfg.optimizer.lr == 1e-3 and cfg.optimizer.weight_decay == 0
+    assert cfg.scheduler._target_.endswith("ReduceLROnPlateau") and cfg.scheduler.mode == "max"
+    assert cfg.scheduler.factor == 0.5 and cfg.scheduler.patience == 5
+    assert cfg.trainer.max_epochs == 50 and cfg.seed == 0 and cfg.callbacks.ema is None and cfg.test_ckpt == "best"
+    module = build_module(compose_config("train", "experiment=seed", "model.net.weights=null"))
+    assert count_parameters(module.net) == 3_539_959 and count_parameters(module.net, trainable_only=True) == 3_490_871
+    assert compose_config("train", "model=mobilenet_tconv").model == cfg.model
+    assert compose_config("train", "model=mobilenet_skip").model == compose_config("train").model  # the old name
+
+
+def test_best_recipe_composes():
+    best = compose_config("train", "experiment=best", "model.net.weights=null")
+    assert best.model.net._target_ == "seg.model.MobileNetSkipSeg"
+    assert best.data.normalize is True and best.data.crop_size == 240
+    assert best.scheduler._target_.endswith("CosineAnnealingLR")
+    assert best.scheduler.T_max == best.trainer.max_epochs == 30
+    assert best.data.augment is True and best.model.loss.dice_weight == 0.5
+    module = build_module(best)
+    assert isinstance(module.net, MobileNetSkipSeg) and count_parameters(module.net) < 5_000_000
 
 
 def test_optuna_search_space_and_ddp_configs_compose():
@@ -92,6 +114,6 @@ def test_every_trainer_argument_is_overridable_without_plus():
         "trainer.default_root_dir=/tmp/x",
     )
     assert names <= set(cfg.trainer), sorted(names - set(cfg.trainer))
-    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, precision="32-true")
     assert trainer.limit_train_batches == 2 and trainer.gradient_clip_val == 0.5
     assert trainer.max_epochs == 50 and trainer.num_sanity_val_steps == 2  # Lightning's default kept

@@ -68,6 +68,19 @@ def test_eval_needs_only_the_checkpoint(tiny_run, archive_url, data_dir, tmp_pat
     m_tta = json.loads((out_tta / "metrics.json").read_text())
     assert m_tta["tta"] is True and m_tta["split"] == "val" and set(m_tta) == set(m)
     assert m_tta["num_images"] == 3
+    # multi-scale TTA: the scales are recorded; a bad scale is a one-line error
+    out_ms = tmp_path / "eval_ms"
+    run_module(
+        "seg.eval",
+        f"ckpt_path={ckpt}",
+        f"data.url={archive_url}",
+        f"paths.data_dir={data_dir}",
+        "tta=[0.75,1.0,1.25]",
+        f"hydra.run.dir={out_ms}",
+    )
+    assert json.loads((out_ms / "metrics.json").read_text())["tta"] == [0.75, 1.0, 1.25]
+    bad = run_module("seg.eval", f"ckpt_path={ckpt}", "tta=[0,1]", f"hydra.run.dir={tmp_path / 'bad'}", check=False)
+    assert bad.returncode == 2 and "tta=[0, 1]: use false, true" in bad.stderr
 
 
 def test_eval_composes_the_training_data_group_and_writes_under_eval():
@@ -85,21 +98,22 @@ def test_eval_rebuilds_the_trained_weights(tiny_run):
     assert data_hparams["crop_size"] == 64 and not model.training
 
 
-def test_skip_model_with_augmentation_trains_and_evaluates(train_overrides, archive_url, data_dir, tmp_path):
+def test_a_reference_net_checkpoint_trains_and_evaluates(train_overrides, archive_url, data_dir, tmp_path):
+    """experiment=seed's net (the transposed-conv decoder, inputs without normalisation) through seg.eval."""
     run = tmp_path / "run"
     run_module(
         "seg.train",
         *train_overrides,
-        "model=mobilenet_skip",
-        "data.augment=true",
-        "scheduler=cosine",
+        "model=mobilenet_tconv",
+        "data.normalize=false",
+        "data.augment=false",
+        "callbacks.ema=null",
         "trainer.max_epochs=1",
         f"hydra.run.dir={run}",
     )
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)  # plain types only
-    assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.MobileNetSkipSeg"
-    dm = ckpt["datamodule_hyper_parameters"]
-    assert dm["augment"] is True and tuple(dm["augment_scale"]) == (0.75, 1.25)
+    assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.MobileNetSeg"
+    assert ckpt["datamodule_hyper_parameters"]["normalize"] is False
     out = tmp_path / "eval"
     run_module(
         "seg.eval",

@@ -127,3 +127,36 @@ def test_photo_ids_are_the_argmax_of_photo_logits_class_by_class(max_side):
         lambda a: net(torch.from_numpy(np.ascontiguousarray(a))).detach().numpy(), x.numpy(), True, max_side
     )
     assert on_array.shape == (2, 90, 120) and (on_array == expected.numpy()).mean() > 0.999
+
+
+def test_multi_scale_tta_averages_the_flipped_logits_of_each_scale():
+    import torch.nn.functional as nnf
+
+    from seg.inference import tta_scales
+
+    net = ColumnNet()
+    x = torch.randn(1, 3, 8, 12)
+    # flip only is today's flip TTA, bit for bit
+    torch.testing.assert_close(predict_logits(net, x, tta=[1.0]), predict_logits(net, x, tta=True), rtol=0, atol=0)
+
+    def view(s: float) -> torch.Tensor:
+        size = (round(8 * s), round(12 * s))
+        xs = nnf.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=s < 1)
+        flipped = (net(xs) + net(xs.flip(-1)).flip(-1)) / 2
+        return nnf.interpolate(flipped, size=(8, 12), mode="bilinear", align_corners=False)
+
+    expected = (view(0.5) + (net(x) + net(x.flip(-1)).flip(-1)) / 2 + view(1.5)) / 3
+    torch.testing.assert_close(predict_logits(net, x, tta=[0.5, 1.0, 1.5]), expected)
+    # the same views through NumPy (an ONNX Runtime session's arrays, resized by Pillow)
+    numpy_net = lambda a: net(torch.from_numpy(np.ascontiguousarray(a))).numpy()  # noqa: E731
+    a = x.numpy()
+
+    def np_view(s: float) -> np.ndarray:
+        xs = resize(a, (round(8 * s), round(12 * s)), antialias=s < 1)
+        return resize((numpy_net(xs) + numpy_net(xs[..., ::-1])[..., ::-1]) / 2, (8, 12))
+
+    np_expected = (np_view(0.5) + (numpy_net(a) + numpy_net(a[..., ::-1])[..., ::-1]) / 2 + np_view(1.5)) / 3
+    np.testing.assert_allclose(predict_logits(numpy_net, a, tta=[0.5, 1.0, 1.5]), np_expected, rtol=1e-6, atol=1e-6)
+    assert tta_scales(False) == () and tta_scales(True) == (1.0,) and tta_scales([0.75, 1]) == (0.75, 1.0)
+    with pytest.raises(ValueError, match="positive factors"):
+        tta_scales([0.0])

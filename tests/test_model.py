@@ -12,7 +12,7 @@ from seg.model import MobileNetSeg, MobileNetSkipSeg, count_parameters
 
 from helpers import compose_config
 
-NETS = {"mobilenet": MobileNetSeg, "mobilenet_skip": MobileNetSkipSeg}
+NETS = {"mobilenet": MobileNetSkipSeg, "mobilenet_tconv": MobileNetSeg}  # conf/model option -> net
 
 
 @pytest.fixture(scope="module", params=list(NETS))

@@ -186,3 +186,31 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes_with_split_threads(base
     # loky gives each worker cores // n_jobs torch threads unless OMP_NUM_THREADS is set already
     expected = int(os.environ.get("OMP_NUM_THREADS") or max(joblib.cpu_count() // 2, 1))
     assert [j["torch_threads"] for j in jobs] == [expected, expected]
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_grid_with_the_same_summary(base, tmp_path):
+    """hydra/launcher=submitit_local: each job in its own process through submitit, as on SLURM."""
+    sweep = tmp_path / "submitit"
+    run_seg(
+        "-m",
+        *base,
+        *ONE_EPOCH,
+        "data.batch_size=3",
+        "optimizer.lr=1e-3,3e-4",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=20",
+        f"hydra.sweep.dir={sweep}",
+    )
+    rows = read_csv(sweep / "summary.csv")
+    assert tuple(rows[0]) == COLUMNS and len(rows) == 2
+    assert all(r["status"] == "completed" and r["epochs"] == "1" for r in rows)
+    assert sorted(r["overrides"] for r in rows) == ["optimizer.lr=0.0003", "optimizer.lr=0.001"]
+    for r in rows:
+        assert float(r["objective"]) == pytest.approx(float(r["best val/acc"]))
+        assert float(r["best val/acc"]) == pytest.approx(best_score(Path(r["output_dir"])))
+    jobs = [json.loads((sweep / n / JOB_FILE).read_text()) for n in ("0", "1")]
+    parent = json.loads((sweep / ".sweep.json").read_text())["pid"]
+    assert parent not in {j["pid"] for j in jobs}  # submitit ran the jobs in processes of their own
+    assert list((sweep / ".submitit").glob("*/*_submitted.pkl"))  # submitit's own job records

@@ -43,7 +43,7 @@ def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(train_over
 
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 1
-    assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.MobileNetSeg"
+    assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.MobileNetSkipSeg"  # the default net
 
     # ckpt_path of a run's checkpoint continues that run in its folder (its own overrides come back;
     # the new max_epochs wins): one TensorBoard curve, the first part's .hydra record kept
