@@ -127,3 +127,16 @@ def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported
 def test_inference_benchmark_needs_the_eager_reference(tmp_path):
     proc = run_module("benchmarks.infer", "--paths", "onnxruntime", "--out", str(tmp_path), check=False)
     assert proc.returncode != 0 and "--paths must include eager" in proc.stderr
+
+
+def test_curves_report_minutes_to_accuracy_and_draw_them(tiny_run, tmp_path):
+    from benchmarks.curves import minutes_to, val_curve
+
+    curve = val_curve(tiny_run)
+    assert len(curve) == 2 and all(m >= 0 for m, _ in curve) and curve[0][0] <= curve[1][0]
+    assert minutes_to([(0.5, 0.6), (1.0, 0.9)], 0.85) == 1.0 and minutes_to([(0.5, 0.6)], 0.85) is None
+    out = tmp_path / "curve.png"
+    proc = run_module("benchmarks.curves", f"tiny={tiny_run}", "--out", str(out))
+    table = json.loads(proc.stdout)
+    assert set(table["tiny"]) == {"64%", "85%", "90%", "best"} and 0 <= table["tiny"]["best"] <= 1
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
