@@ -42,6 +42,9 @@ def _problems_data(cfg: DictConfig) -> list[str]:
     scale = _get(cfg, "data.augment_scale")
     if scale is not None and not (len(scale) == 2 and all(_number(v) for v in scale) and 0 < scale[0] <= scale[1]):
         out.append(f"data.augment_scale={list(scale)!r}: must be [low, high] with 0 < low <= high")
+    sizes = _get(cfg, "data.train_crop_sizes")
+    if sizes is not None and not (len(sizes) > 0 and all(_int(v) and v >= 32 for v in sizes)):
+        out.append(f"data.train_crop_sizes={list(sizes)!r}: must be a list of integers >= 32 (one per epoch)")
     sha = _get(cfg, "data.sha256")
     if sha is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha)):
         out.append(f"data.sha256={sha!r}: must be 64 hex digits, or null to accept any archive")

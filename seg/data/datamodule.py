@@ -44,10 +44,12 @@ class MSRCDataModule(pl.LightningDataModule):
         cache: bool = True,
         seed: int = 0,
         sha256: str | None = DEFAULT_SHA256,
+        train_crop_sizes: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        # a plain tuple, not a Hydra ListConfig: checkpoints then load with torch.load(weights_only=True)
+        # plain tuples, not Hydra ListConfigs: checkpoints then load with torch.load(weights_only=True)
         augment_scale = tuple(float(v) for v in augment_scale)
+        train_crop_sizes = tuple(int(v) for v in train_crop_sizes) if train_crop_sizes else None
         self.save_hyperparameters()
         self.datasets: dict[str, MSRCDataset] = {}
         self._resume: dict[str, int] = {}  # from a checkpoint: the interrupted epoch and its batches done
@@ -88,7 +90,7 @@ class MSRCDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        sampler = EpochSampler(len(self.datasets["train"]), seed=self.hparams.seed)
+        sampler = EpochSampler(len(self.datasets["train"]), self.hparams.seed, self.hparams.train_crop_sizes)
         if self._resume:  # a mid-epoch checkpoint: skip what every process already trained on
             world = self.trainer.world_size if self.trainer is not None else 1
             done = self._resume["batches_done"] * self.hparams.batch_size * world

@@ -51,18 +51,19 @@ class MSRCDataset(Dataset):
             return self.images[i], self.targets[i]
         return load_item(self.root, self.names[i])
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Item ``key``, or ``(index, seed)``: then the transform's randomness comes from ``seed`` alone
-        (see :class:`seg.data.sampling.EpochSampler`), leaving the global RNG untouched."""
-        i, seed = key if isinstance(key, tuple) else (key, None)
+    def __getitem__(self, key: int | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item ``key``, or ``(index, seed[, size])`` from :class:`seg.data.sampling.EpochSampler`: then
+        the transform's randomness comes from ``seed`` alone (the global RNG is left untouched) and its
+        crop is ``size``."""
+        i, seed, size = (*key, None)[:3] if isinstance(key, tuple) else (key, None, None)
         img, tgt = self.raw(i)
         image = torch.from_numpy(img).permute(2, 0, 1)  # uint8 CHW, no copy
         target = torch.from_numpy(tgt).to(torch.int64)[None]
         if seed is None:
-            return self.transform(image, target)
+            return self.transform(image, target, size) if size else self.transform(image, target)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self.transform(image, target)
+            return self.transform(image, target, size) if size else self.transform(image, target)
 
     def class_pixel_counts(self, num_classes: int) -> np.ndarray:
         """Non-void pixels per class over the split's full (uncropped) targets."""

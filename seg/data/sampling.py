@@ -9,17 +9,22 @@ mid-epoch, see :meth:`EpochSampler.resume`) sees exactly the batches an uninterr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import Sampler
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(index, sample_seed)`` pairs: a fresh permutation of ``range(n)`` each epoch."""
+class EpochSampler(Sampler[tuple[int, ...]]):
+    """Yields ``(index, sample_seed)`` pairs: a fresh permutation of ``range(n)`` each epoch.
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    With ``crop_sizes``, ``(index, sample_seed, crop)``: the training crop of epoch e is
+    ``crop_sizes[min(e, len - 1)]`` (smaller, cheaper crops early, the full size at the end).
+    """
+
+    def __init__(self, n: int, seed: int = 0, crop_sizes: Sequence[int] | None = None) -> None:
         self.n, self.seed, self.epoch = n, int(seed), 0
+        self.crop_sizes = tuple(int(c) for c in crop_sizes) if crop_sizes else ()
         self._skip: tuple[int, int] | None = None  # (epoch, samples already trained on in it)
 
     def set_epoch(self, epoch: int) -> None:
@@ -40,4 +45,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         if self._skip is not None and self._skip[0] == self.epoch:
             start = min(self._skip[1], self.n)
         self._skip = None  # only the interrupted epoch is shortened
+        if self.crop_sizes:
+            crop = self.crop_sizes[min(self.epoch, len(self.crop_sizes) - 1)]
+            return iter([(i, s, crop) for i, s in zip(order, seeds)][start:])
         return iter(list(zip(order, seeds))[start:])

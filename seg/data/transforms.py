@@ -48,18 +48,27 @@ class JointAugment:
         self, size: int, scale: Sequence[float] = (0.75, 1.25), jitter: float = 0.3, hflip: bool = True
     ) -> None:
         self.size, self.scale = size, (float(scale[0]), float(scale[1]))
-        steps: list = [
-            v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: VOID}),
-        ]
-        if hflip:
-            steps.append(v2.RandomHorizontalFlip())
-        if jitter:
-            steps.append(
-                v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, hue=min(jitter / 10, 0.5))
-            )
-        self.transform = v2.Compose(steps)
+        self.jitter, self.hflip = jitter, hflip
+        self._transforms: dict[int, v2.Compose] = {}
 
-    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform(self, size: int) -> v2.Compose:
+        """Random crop to ``size`` (+ flip, + colour jitter), built once per size."""
+        if size not in self._transforms:
+            steps: list = [
+                v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: VOID}),
+            ]
+            if self.hflip:
+                steps.append(v2.RandomHorizontalFlip())
+            if self.jitter:
+                j = self.jitter
+                steps.append(v2.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(j / 10, 0.5)))
+            self._transforms[size] = v2.Compose(steps)
+        return self._transforms[size]
+
+    def __call__(
+        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augment to ``size`` (default: the size given at construction)."""
         image, target = tv_tensors.Image(image), tv_tensors.Mask(target)
         lo, hi = self.scale
         s = lo + (hi - lo) * torch.rand(()).item()
@@ -68,7 +77,7 @@ class JointAugment:
             new = [max(round(h * s), 1), max(round(w * s), 1)]
             image = F.resize(image, new, antialias=True)  # bilinear
             target = F.resize(target, new)  # a Mask: nearest neighbour
-        image, target = self.transform(image, target)
+        image, target = self.transform(size or self.size)(image, target)
         return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
 
 
@@ -84,9 +93,13 @@ class EvalPreset:
     def __init__(self, crop_size: int | None = 240, normalize: bool = True) -> None:
         self.crop_size, self.normalize = crop_size, normalize
 
-    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.crop_size:
-            image, target = center_crop(image, target, self.crop_size)
+    def __call__(
+        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` replaces ``crop_size`` for this sample (e.g. a smaller training crop early on)."""
+        crop = size or self.crop_size
+        if crop:
+            image, target = center_crop(image, target, crop)
         return to_input(image, self.normalize), target[0]
 
 
@@ -101,6 +114,9 @@ class TrainPreset:
         self.normalize = normalize
         self.augment = JointAugment(crop_size, scale, jitter)
 
-    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        image, target = self.augment(image, target)
+    def __call__(
+        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` replaces ``crop_size`` for this sample (e.g. a smaller training crop early on)."""
+        image, target = self.augment(image, target, size)
         return to_input(image, self.normalize), target[0]
