@@ -15,7 +15,7 @@ import torch
 
 from seg.checkpoint import CheckpointError, load_model
 
-from helpers import ROOT, run_module
+from helpers import ROOT, compose_config, run_module
 from legacy_checkpoint import TENSOR, materialise
 
 LEGACY = {"mobilenet": "seg.model.MobileNetSeg", "mobilenet_skip": "seg.model.MobileNetSkipSeg"}
@@ -58,10 +58,18 @@ def test_legacy_checkpoint_gives_the_same_logits(legacy_ckpt):
 
 
 def test_legacy_checkpoint_scores_the_same_in_seg_eval(legacy_ckpt, archive_url, data_dir, tmp_path):
+    from seg.eval import evaluate
+
     _, frozen, path = legacy_ckpt
     out = tmp_path / "eval"
-    run_module(
-        "seg.eval", f"ckpt_path={path}", f"data.url={archive_url}", f"paths.data_dir={data_dir}", f"hydra.run.dir={out}"
+    evaluate(
+        compose_config(
+            "eval",
+            f"ckpt_path={path}",
+            f"data.url={archive_url}",
+            f"paths.data_dir={data_dir}",
+            f"paths.output_dir={out}",
+        )
     )
     m = json.loads((out / "metrics.json").read_text())
     before = frozen["metrics_before"]

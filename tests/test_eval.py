@@ -127,7 +127,10 @@ def test_a_reference_net_checkpoint_trains_and_evaluates(train_overrides, archiv
 
 
 @pytest.mark.parametrize("kind", ["missing", "not-a-checkpoint", "no-arg"])
-def test_eval_bad_checkpoint_is_a_clear_error(kind, tmp_path):
+def test_eval_bad_checkpoint_is_a_clear_error(kind, tmp_path, caplog):
+    """In process (the command line's one-line form is covered in tests/test_checks.py and test_checkpoint.py)."""
+    from seg.eval import run
+
     if kind == "missing":
         args, message = [f"ckpt_path={tmp_path / 'nope.ckpt'}"], "Checkpoint not found"
     elif kind == "not-a-checkpoint":
@@ -135,8 +138,10 @@ def test_eval_bad_checkpoint_is_a_clear_error(kind, tmp_path):
         bad.write_text("not a checkpoint")
         args, message = [f"ckpt_path={bad}"], "is not a seg.train checkpoint"
     else:
-        args, message = [], "ckpt_path"
-    proc = run_module("seg.eval", *args, f"hydra.run.dir={tmp_path / 'out'}", check=False)
-    assert proc.returncode != 0
-    assert message in proc.stderr
+        args, message = [], "Pass the checkpoint to evaluate: python -m seg.eval ckpt_path=PATH"
+    cfg = compose_config("eval", *args, f"paths.output_dir={tmp_path / 'out'}")
+    with pytest.raises(SystemExit) as exit_:
+        run(cfg)
+    assert exit_.value.code == 2
+    assert message in caplog.text and "CheckpointError" in caplog.text
     assert not (tmp_path / "out" / "metrics.json").exists()
