@@ -13,9 +13,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from seg.cli import user_errors
-from seg.data.archive import ARCHIVE_DIR, SPLITS
 from seg.errors import ConfigError
-from seg.model import MOBILENET_V2_TENSORS
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
@@ -53,6 +51,9 @@ def _problems_data(cfg: DictConfig) -> list[str]:
 
 def check_train_config(cfg: DictConfig) -> None:
     """Every value seg.train relies on, before the data set or the model is touched."""
+    from seg.model import MOBILENET_V2_TENSORS  # imports inside: this module is a Hydra callback of seg.predict too,
+    # which on ONNX Runtime must run without torch (seg.model, seg.data import it)
+
     out = _problems_data(cfg)
     lr = _get(cfg, "optimizer.lr")
     if cfg.get("optimizer") and not (_number(lr) and lr > 0):
@@ -81,6 +82,8 @@ def check_train_config(cfg: DictConfig) -> None:
 
 def check_eval_config(cfg: DictConfig) -> None:
     """The values seg.eval relies on."""
+    from seg.data.archive import SPLITS
+
     out = _problems_data(cfg)
     if cfg.get("split") not in SPLITS:
         out.append(f"split={cfg.get('split')!r}: must be one of {', '.join(SPLITS)}")
@@ -111,8 +114,11 @@ def check_folders(run_dir: Path, data_dir: Path | None) -> None:
             f"cannot write the run folder {run_dir} ({reason}): choose another with paths.log_dir=... "
             f"(or hydra.run.dir=...)"
         )
-    if data_dir is not None and not (data_dir / ARCHIVE_DIR).is_dir() and (reason := unwritable(data_dir)):
-        out.append(f"cannot write the data folder {data_dir} ({reason}): choose another with paths.data_dir=...")
+    if data_dir is not None:
+        from seg.data.archive import ARCHIVE_DIR
+
+        if not (data_dir / ARCHIVE_DIR).is_dir() and (reason := unwritable(data_dir)):
+            out.append(f"cannot write the data folder {data_dir} ({reason}): choose another with paths.data_dir=...")
     if out:
         raise ConfigError("; ".join(out))
 
@@ -130,5 +136,7 @@ class WritableFolders(Callback):
 
     @staticmethod
     def _data_dir(config: DictConfig) -> Path | None:
+        if "data" not in config:  # seg.predict and seg.export read no data set
+            return None
         data_dir = OmegaConf.select(config, "paths.data_dir", default=None)
         return Path(data_dir) if data_dir else None

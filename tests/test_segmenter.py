@@ -146,8 +146,11 @@ def test_bad_model_files_are_clear_errors(tmp_path, exported):
         Segmenter.load(tmp_path / "plain.pt")
 
 
-def segmenter_vs_eval(ckpt: Path, data_dir: Path, url: str, tmp_path: Path, env: dict | None = None) -> None:
-    """seg.eval on the val split (CenterCrop 240) and Segmenter.predict on the same crops: equal ids."""
+def segmenter_vs_eval(
+    ckpt: Path, data_dir: Path, url: str, tmp_path: Path, env: dict | None = None, moved: float = 0.0
+) -> None:
+    """seg.eval on the val split (CenterCrop 240) and Segmenter.predict on the same crops: equal ids, but
+    for at most a share ``moved`` of the pixels (batch 8 vs batch 1 sums in another order: near-ties flip)."""
     out = tmp_path / "eval"
     run_module(
         "seg.eval",
@@ -170,9 +173,10 @@ def segmenter_vs_eval(ckpt: Path, data_dir: Path, url: str, tmp_path: Path, env:
         scored.update(torch.from_numpy(ids.astype(np.int64))[None], target)
     mine = scored.compute()
     assert mine["num_images"] == metrics["num_images"] == len(crops)
-    # every pixel's class is the same: the confusion matrices are equal, count for count
-    assert mine["confusion_matrix"] == metrics["confusion_matrix"]
-    assert mine["acc"] == pytest.approx(metrics["acc"], abs=0)
+    # every pixel's class is the same (up to `moved`): the confusion matrices agree count for count
+    diff = np.abs(np.array(mine["confusion_matrix"]) - np.array(metrics["confusion_matrix"])).sum()
+    assert diff <= 2 * moved * len(crops) * 240 * 240  # a pixel that moves changes two cells
+    assert mine["acc"] == pytest.approx(metrics["acc"], abs=moved)
 
 
 def test_segmenter_gives_the_ids_of_seg_eval(ckpt, data_dir, archive_url, tmp_path):
@@ -181,4 +185,7 @@ def test_segmenter_gives_the_ids_of_seg_eval(ckpt, data_dir, archive_url, tmp_pa
 
 def test_segmenter_gives_the_ids_of_seg_eval_on_the_real_val_split(real_run, real_env, tmp_path):
     run, data = real_run
-    segmenter_vs_eval(run / "checkpoints" / "last.ckpt", data, real_env["SEG_DATA_URL"], tmp_path, env=real_env)
+    # a trained net has near-ties: in one run 1 pixel of the 3.4 million changed class between the batchings
+    segmenter_vs_eval(
+        run / "checkpoints" / "last.ckpt", data, real_env["SEG_DATA_URL"], tmp_path, env=real_env, moved=1e-5
+    )

@@ -35,9 +35,11 @@ def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(train_over
         "test/loss",
         "test/acc",
         "test/miou",
-        "lr-Adam",
+        "lr-Adam/pg1",  # the decoder's learning rate ...
+        "lr-Adam/pg2",  # ... and the encoder's
     ):
         assert tag in tags, sorted(tags)
+    assert tags["lr-Adam/pg2"][0] == pytest.approx(0.1 * tags["lr-Adam/pg1"][0])  # model.encoder_lr_mult
     assert len(tags["val/acc"]) == 2 and all(0.0 <= v <= 1.0 for v in tags["val/acc"])
     assert "Summary:" in proc.stdout + proc.stderr and "test/acc" in (run / "train.log").read_text()
 
@@ -150,6 +152,8 @@ def test_ddp_on_two_cpu_processes_as_typed_rank_zero_writes_and_val_acc_is_synce
         "++trainer.limit_val_batches=1",
         "data.batch_size=1",
         "optimizer.lr=0.01",
+        "callbacks.ema=null",  # validate the trained weights: 12 steps barely move an average of them
+        "data.augment=false",
         "test=false",
         f"hydra.run.dir={run}",
     ]
