@@ -34,6 +34,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
+import torch.nn.functional as nnf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -46,6 +47,14 @@ CONFIGS: dict[str, dict] = {
     "channels_last+bf16": {"channels_last": True, "precision": "bf16-mixed", "compile": False, "threads": None},
     "channels_last+compile": {"channels_last": True, "precision": "32", "compile": True, "threads": None},
     "channels_last+1thread": {"channels_last": True, "precision": "32", "compile": False, "threads": 1},
+    # the loss on the decoder's logits against nearest-downsampled targets (model.low_res_loss)
+    "channels_last+low_res_loss": {
+        "channels_last": True,
+        "precision": "32",
+        "compile": False,
+        "threads": None,
+        "low_res_loss": True,
+    },
 }
 DEFAULT_CONFIG = "channels_last"
 
@@ -115,7 +124,12 @@ def plain_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, seed:
             x = x.contiguous(memory_format=torch.channels_last)
         optimizer.zero_grad()
         with autocast(spec["precision"]):
-            loss = criterion(net(x), y)
+            if spec.get("low_res_loss"):
+                out = net(x, full_size=False)
+                small = nnf.interpolate(y[:, None].float(), size=out.shape[-2:], mode="nearest")[:, 0].long()
+                loss = criterion(out, small)
+            else:
+                loss = criterion(net(x), y)
         loss.backward()
         optimizer.step()
     starts.append(time.perf_counter())
@@ -145,6 +159,7 @@ def lightning_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, s
         None,
         channels_last=spec["channels_last"],
         compile=spec["compile"],
+        low_res_loss=spec.get("low_res_loss", False),
     )
     timer = StepTimes()
     trainer = pl.Trainer(

@@ -85,7 +85,8 @@ class EncoderDecoder(nn.Module):
     def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, full_size: bool = True) -> torch.Tensor:
+        """Logits at the input size; ``full_size=False``: at the decoder's own resolution (for a cheaper loss)."""
         size = x.shape[-2:]
         skips: dict[int, torch.Tensor] = {}
         y = x
@@ -98,6 +99,8 @@ class EncoderDecoder(nn.Module):
         # reference decoder; 213 -> 7 -> 224), and the skip decoder ends at stride 4: the logits are
         # resized back to the input size, so any H, W works. A traced or exported graph always keeps
         # the resize (a no-op when the sizes match): the size check would be frozen at the example's.
+        if not full_size:
+            return y
         if torch.jit.is_tracing() or torch.compiler.is_exporting() or y.shape[-2:] != size:
             y = nnf.interpolate(y, size=size, mode="bilinear", align_corners=False)
         return y

@@ -7,12 +7,14 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as nnf
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
+from seg.inference import TTA, predict_logits
 from seg.labels import VOID
 from seg.losses import SegLoss
 
@@ -30,6 +32,8 @@ class SegModule(pl.LightningModule):
     ``net`` may also be a ready ``nn.Module`` (then it is not stored). ``loss`` is a
     :class:`seg.losses.SegLoss` config (default: plain cross-entropy); ``encoder_lr_mult`` scales the
     learning rate of ``net.encoder``'s trainable tensors (fine-tune the pretrained encoder gently).
+    ``low_res_loss``: the training loss is taken on the decoder's own logits (stride 4 for the skip
+    net) against nearest-downsampled targets, as DeepLab trains; validation and test stay at full size.
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class SegModule(pl.LightningModule):
         compile: bool = False,
         loss: Mapping | None = None,
         encoder_lr_mult: float = 1.0,
+        low_res_loss: bool = False,
     ):
         super().__init__()
         # plain dicts, not Hydra DictConfigs: checkpoints then load with torch.load(weights_only=True)
@@ -73,15 +78,26 @@ class SegModule(pl.LightningModule):
         self.test_metrics = metrics.clone(prefix="test/")
         # pixel counts (ground truth x prediction) of the test split, drawn by seg.callbacks.TestReport
         self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID)
+        # test-time augmentation of the test stage (seg.inference's TTA; seg.train sets it from test_tta):
+        # not a hyperparameter of the weights, so not saved in checkpoints
+        self.test_tta: TTA = False
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, full_size: bool = True) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return self.net(x) if full_size else self.net(x, full_size=False)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
+        if stage == "train" and self.hparams.get("low_res_loss"):
+            # upsampling 23 logit maps to the input size and the loss over every pixel took about 40% of
+            # a training step on the CPU; at the decoder's stride 4 they cost a sixteenth of that
+            logits = self(x, full_size=False)
+            y = nnf.interpolate(y[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+        elif stage == "test" and self.test_tta:
+            logits = predict_logits(self, x, self.test_tta)
+        else:
+            logits = self(x)
         loss = self.criterion(logits, y)
         # max().indices equals argmax() (first maximum on ties) but is ~3x faster over the class
         # dimension of an NCHW CPU tensor: argmax was ~10% of a training step

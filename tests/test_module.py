@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from seg.data import ARCHIVE_DIR, EvalPreset, MSRCDataset
+from seg.losses import SegLoss
 from seg.module import SegModule
 
 from helpers import CROP
@@ -94,6 +95,7 @@ def test_hyperparameters_are_plain_and_complete_and_compile_is_not_stored():
         "channels_last",
         "loss",
         "encoder_lr_mult",
+        "low_res_loss",
     }
     # plain containers, not Hydra's DictConfig: a checkpoint loads with torch.load(weights_only=True)
     assert type(hp["net"]) is dict and type(hp["optimizer"]) is dict and hp["encoder_lr_mult"] == 0.5
@@ -119,3 +121,31 @@ def test_compile_option_compiles_in_place_and_keeps_state_dict_keys():
     assert compiled.net._compiled_call_impl is not None and plain.net._compiled_call_impl is None
     assert list(compiled.state_dict()) == list(plain.state_dict())
     assert "compile" not in compiled.hparams  # a runtime option: checkpoints load without it
+
+
+def test_low_res_loss_trains_on_the_decoders_logits_and_scores_at_full_size(monkeypatch):
+    """low_res_loss: training loss on stride-4 logits vs nearest-downsampled targets; val at input size."""
+    skip = {"_target_": "seg.model.MobileNetSkipSeg", "weights": None}
+    module = SegModule(skip, ADAM, None, low_res_loss=True)
+    seen = []
+    forward = SegLoss.forward
+
+    def recording(self, logits, y):
+        seen.append((logits, y))
+        return forward(self, logits, y)
+
+    monkeypatch.setattr(SegLoss, "forward", recording)
+    monkeypatch.setattr(module, "log", lambda *a, **k: None)
+    monkeypatch.setattr(module, "log_dict", lambda *a, **k: None)
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(-1, 23, (2, 64, 64))
+    loss = module.training_step((x, y), 0)
+    ((logits, target),) = seen
+    assert logits.shape == (2, 23, 16, 16) and torch.equal(target, y[:, ::4, ::4])  # stride 4, nearest
+    assert loss.requires_grad and torch.isfinite(loss)
+    module.eval()
+    with torch.no_grad():
+        module.validation_step((x, y), 0)
+    assert seen[1][0].shape == (2, 23, 64, 64) and torch.equal(seen[1][1], y)
+    plain = SegModule(skip, ADAM, None)
+    plain.load_state_dict(module.state_dict())  # the option adds no weights
