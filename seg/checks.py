@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seg.cli import user_errors
 from seg.errors import ConfigError
+from seg.inference import TTA, tta_scales
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
@@ -49,6 +50,16 @@ def _problems_data(cfg: DictConfig) -> list[str]:
     return out
 
 
+def tta_setting(value: Any, key: str = "tta") -> TTA:
+    """A TTA config value (``key``) as a bool or a list of scales, checked; Hydra's list becomes a list."""
+    value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+    try:
+        tta_scales(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{key}={value!r}: use false, true (+ flip) or scales such as [0.75,1.0,1.25] ({e})") from e
+    return value
+
+
 def check_train_config(cfg: DictConfig) -> None:
     """Every value seg.train relies on, before the data set or the model is touched."""
     from seg.model import MOBILENET_V2_TENSORS  # imports inside: this module is a Hydra callback of seg.predict too,
@@ -69,6 +80,10 @@ def check_train_config(cfg: DictConfig) -> None:
         )
     if cfg.get("test_ckpt") not in ("last", "best"):
         out.append(f"test_ckpt={cfg.get('test_ckpt')!r}: must be last or best")
+    try:
+        tta_setting(cfg.get("test_tta", False), "test_tta")
+    except ConfigError as e:
+        out.append(str(e))
     mult = _get(cfg, "model.encoder_lr_mult")
     if mult is not None and not (_number(mult) and mult > 0):
         out.append(f"model.encoder_lr_mult={mult!r}: must be a number > 0")

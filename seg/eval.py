@@ -8,14 +8,13 @@ from typing import Any
 
 import hydra
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 from seg.build import build_datamodule
 from seg.checkpoint import CheckpointError, load_model
-from seg.checks import check_eval_config
+from seg.checks import check_eval_config, tta_setting
 from seg.cli import user_errors
-from seg.errors import ConfigError
-from seg.inference import TTA, photo_ids, tta_scales
+from seg.inference import TTA, photo_ids
 from seg.metrics import SplitScore
 from seg.results import format_table, write_eval_report
 
@@ -33,16 +32,6 @@ def score(model: torch.nn.Module, loader: Any, tta: TTA = False, max_side: int |
     return scored.compute()
 
 
-def plain_tta(value: Any) -> TTA:
-    """The ``tta`` setting as a bool or a list of scales (checked), from Hydra's config types."""
-    value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
-    try:
-        tta_scales(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"tta={value!r}: use false, true (+ flip) or scales such as [0.75,1.0,1.25] ({e})") from e
-    return value
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.ckpt_path`` on ``cfg.split`` and write the report into ``cfg.paths.output_dir``."""
     if cfg.get("ckpt_path") in (None, "", "???"):
@@ -56,7 +45,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup({"train": "fit", "val": "validate", "test": "test"}[cfg.split])
 
     max_side = cfg.get("max_side")
-    tta = plain_tta(cfg.tta)
+    tta = tta_setting(cfg.tta)
     metrics = score(model, datamodule.dataloader(cfg.split), tta=tta, max_side=max_side)
     metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=tta, max_side=max_side)
     write_eval_report(metrics, Path(cfg.paths.output_dir))

@@ -19,7 +19,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from seg.build import build, hparams_for_table
 from seg.checkpoint import read_checkpoint
-from seg.checks import check_train_config
+from seg.checks import check_train_config, tta_setting
 from seg.cli import user_errors
 from seg.guards import GracefulStop
 from seg.results import write_result
@@ -66,6 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # best: reload the best val/acc checkpoint; last: the weights in memory, which are last.ckpt's
         # (with EMA, the average); without a checkpoint (fast_dev_run) the weights in memory either way
         ckpt = best_path if cfg.get("test_ckpt") == "best" and best_path else None
+        model.test_tta = tta_setting(cfg.get("test_tta", False), "test_tta")
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
@@ -80,6 +81,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "test/miou": metrics.get("test/miou"),
         "best checkpoint": best_path or None,
         f"tested ({cfg.get('test_ckpt')})": tested or None,
+        "test_tta": cfg.get("test_tta", False),
         "output_dir": cfg.paths.output_dir,
     }
     log.info(

@@ -118,6 +118,31 @@ def test_class_weighted_loss_gets_the_training_split_counts(train_overrides, tmp
     assert len(seen) == 1 and seen[0].tolist() == expected.tolist()
 
 
+def test_test_tta_scores_the_test_split_as_seg_eval_does(train_overrides, tmp_path):
+    """test_tta=[scales]: seg.train's own test numbers are seg.eval's with the same TTA on the tested weights."""
+    from seg.build import build_datamodule
+    from seg.checkpoint import load_model
+    from seg.eval import score
+    from seg.inference import predict_logits
+
+    tta = [0.75, 1.0]
+    cfg = compose_config(
+        "train", *train_overrides, "trainer.max_epochs=1", "test_tta=[0.75,1.0]", f"paths.output_dir={tmp_path}"
+    )
+    metrics = train(cfg)
+    model, data_hparams = load_model(tmp_path / "checkpoints" / "last.ckpt")
+    datamodule = build_datamodule(cfg, normalize=data_hparams.get("normalize", True), augment=False)
+    datamodule.prepare_data()
+    datamodule.setup("test")
+    assert metrics["test/acc"] == pytest.approx(score(model, datamodule.test_dataloader(), tta=tta)["acc"], abs=1e-6)
+    # the loss of the test stage is the loss of the TTA logits (the tiny split is one batch)
+    x, y = next(iter(datamodule.test_dataloader()))
+    with torch.no_grad():
+        with_tta, plain = (float(model.criterion(predict_logits(model, x, t), y)) for t in (tta, False))
+    assert with_tta != pytest.approx(plain)  # else this test could not tell the TTA from none
+    assert metrics["test/loss"] == pytest.approx(with_tta, rel=1e-5)
+
+
 def test_objective_prefers_the_best_value_and_names_a_missing_metric():
     metrics = {"val/acc": 0.5, "best/val/acc": 0.7, "test/acc": 0.6}
     assert objective(metrics, "val/acc") == 0.7
