@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
             ax.axhline(100 * level, color="grey", lw=0.6, ls="--")
         ax.set_xlabel("wall minutes since the run started")
         ax.set_ylabel("val/acc (%)")
-        ax.set_ylim(50, 100)
+        lowest = min(100 * v for c in curves.values() for _, v in c)
+        ax.set_ylim(max(0, min(50, 10 * (lowest // 10))), 100)  # down to the slowest run's first point
         ax.set_title(args.title)
         ax.legend()
         ax.grid(alpha=0.3)

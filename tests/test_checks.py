@@ -20,6 +20,7 @@ BAD_VALUES = [
     ("model.loss.dice_weight=-1", "model.loss.dice_weight=-1: must be a number >= 0"),
     ("data.augment_scale=[1.5,0.5]", "data.augment_scale=[1.5, 0.5]: must be [low, high]"),
     ("data.sha256=abc", "data.sha256='abc': must be 64 hex digits"),
+    ("test_tta=[0,1.0]", "test_tta=[0, 1.0]: use false, true (+ flip) or scales"),
 ]
 
 
@@ -31,7 +32,7 @@ def test_bad_train_values_are_named(override, message):
 
 
 def test_the_shipped_recipes_pass_the_checks():
-    for overrides in ([], ["experiment=seed"], ["experiment=best"], ["trainer=ddp"]):
+    for overrides in ([], ["experiment=seed"], ["experiment=best"], ["experiment=fast"], ["trainer=ddp"]):
         check_train_config(compose_config("train", *overrides))
     check_eval_config(compose_config("eval", "ckpt_path=x"))
     with pytest.raises(ConfigError, match="split='training': must be one of train, val, test"):

@@ -85,6 +85,22 @@ def test_best_recipe_composes():
     assert isinstance(module.net, MobileNetSkipSeg) and count_parameters(module.net) < 5_000_000
 
 
+def test_fast_recipe_composes():
+    """experiment=fast: the default net and loss on a short cosine schedule with the cheap training loss."""
+    fast = compose_config("train", "experiment=fast", "model.net.weights=null")
+    default = compose_config("train", "model.net.weights=null")
+    assert fast.model.net == default.model.net and fast.model.loss == default.model.loss
+    assert fast.model.low_res_loss is True and default.model.low_res_loss is False
+    assert fast.scheduler._target_.endswith("CosineAnnealingLR")
+    assert fast.scheduler.T_max == fast.trainer.max_epochs == 10
+    assert fast.trainer.check_val_every_n_epoch == 2 and fast.callbacks.ema is None
+    assert fast.test_ckpt == "last" and list(fast.test_tta) == [0.5, 0.75, 1.0, 1.25, 1.5]
+    assert fast.data == default.data  # the same data, crops and augmentation
+    module = build_module(fast)
+    assert isinstance(module.net, MobileNetSkipSeg) and module.hparams.low_res_loss is True
+    assert count_parameters(module.net) < 5_000_000
+
+
 def test_optuna_search_space_and_ddp_configs_compose():
     cfg = compose_config("train", "hparams_search=optuna", hydra_config=True)
     sweeper = cfg.hydra.sweeper
