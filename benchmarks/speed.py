@@ -34,7 +34,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as nnf
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -108,6 +107,8 @@ def plain_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, seed:
     """The reference loop: zero_grad, forward, loss, backward, step."""
     from hydra.utils import instantiate
 
+    from seg.losses import nearest_targets
+
     torch.manual_seed(seed)
     net = instantiate(net_cfg)
     if spec["channels_last"]:
@@ -126,8 +127,7 @@ def plain_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, seed:
         with autocast(spec["precision"]):
             if spec.get("low_res_loss"):
                 out = net(x, full_size=False)
-                small = nnf.interpolate(y[:, None].float(), size=out.shape[-2:], mode="nearest")[:, 0].long()
-                loss = criterion(out, small)
+                loss = criterion(out, nearest_targets(y, out.shape[-2:]))
             else:
                 loss = criterion(net(x), y)
         loss.backward()

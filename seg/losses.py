@@ -9,6 +9,12 @@ from torch import nn
 from seg.labels import VOID
 
 
+def nearest_targets(target: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Targets (N x H x W ids, void = -1) resized to ``size`` by nearest neighbour: what a loss on
+    logits below the input size compares against (``SegModule(low_res_loss=True)``)."""
+    return nnf.interpolate(target[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
 class SegLoss(nn.Module):
     """``CE(weight=w) + dice_weight * soft Dice``; void pixels (-1) count in neither term.
 

@@ -95,12 +95,12 @@ class EncoderDecoder(nn.Module):
             if i in self.SKIPS:
                 skips[i] = y
         y = self.classifier(self.decode(self.project(y), [skips[i] for i in self.SKIPS]))
+        if not full_size:
+            return y
         # The encoder rounds odd sizes up at each of its 5 stride-2 steps (240 -> 8 -> 256 after the
         # reference decoder; 213 -> 7 -> 224), and the skip decoder ends at stride 4: the logits are
         # resized back to the input size, so any H, W works. A traced or exported graph always keeps
         # the resize (a no-op when the sizes match): the size check would be frozen at the example's.
-        if not full_size:
-            return y
         if torch.jit.is_tracing() or torch.compiler.is_exporting() or y.shape[-2:] != size:
             y = nnf.interpolate(y, size=size, mode="bilinear", align_corners=False)
         return y

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as nnf
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -16,7 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from seg.inference import TTA, predict_logits
 from seg.labels import VOID
-from seg.losses import SegLoss
+from seg.losses import SegLoss, nearest_targets
 
 
 def _plain(cfg: Any) -> Any:
@@ -85,15 +84,16 @@ class SegModule(pl.LightningModule):
     def forward(self, x: torch.Tensor, full_size: bool = True) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        # the keyword only when asked: a ready-made net given as ``net`` may not take it
         return self.net(x) if full_size else self.net(x, full_size=False)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection) -> torch.Tensor:
         x, y = batch
         if stage == "train" and self.hparams.get("low_res_loss"):
-            # upsampling 23 logit maps to the input size and the loss over every pixel took about 40% of
-            # a training step on the CPU; at the decoder's stride 4 they cost a sixteenth of that
+            # upsampling 23 logit maps to the input size and the loss over every pixel took about a third
+            # of a training step on the CPU; at the decoder's stride 4 they cost a sixteenth of that
             logits = self(x, full_size=False)
-            y = nnf.interpolate(y[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+            y = nearest_targets(y, logits.shape[-2:])
         elif stage == "test" and self.test_tta:
             logits = predict_logits(self, x, self.test_tta)
         else:
