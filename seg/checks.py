@@ -29,6 +29,13 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _check_bool(cfg: DictConfig, key: str, out: list[str]) -> None:
+    """A switch must be true or false: any other value (e.g. a typo) would silently count as one."""
+    v = _get(cfg, key)
+    if v is not None and not isinstance(v, bool):
+        out.append(f"{key}={v!r}: must be true or false")
+
+
 def _problems_data(cfg: DictConfig) -> list[str]:
     out = []
     bs, crop, workers = _get(cfg, "data.batch_size"), _get(cfg, "data.crop_size"), _get(cfg, "data.num_workers")
@@ -44,6 +51,8 @@ def _problems_data(cfg: DictConfig) -> list[str]:
     sizes = _get(cfg, "data.train_crop_sizes")
     if sizes is not None and not (len(sizes) > 0 and all(_int(v) and v >= 32 for v in sizes)):
         out.append(f"data.train_crop_sizes={list(sizes)!r}: must be a list of integers >= 32 (one per epoch)")
+    for key in ("data.augment", "data.normalize", "data.cache"):
+        _check_bool(cfg, key, out)
     sha = _get(cfg, "data.sha256")
     if sha is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", str(sha)):
         out.append(f"data.sha256={sha!r}: must be 64 hex digits, or null to accept any archive")
@@ -84,6 +93,7 @@ def check_train_config(cfg: DictConfig) -> None:
         tta_setting(cfg.get("test_tta", False), "test_tta")
     except ConfigError as e:
         out.append(str(e))
+    _check_bool(cfg, "model.low_res_loss", out)
     mult = _get(cfg, "model.encoder_lr_mult")
     if mult is not None and not (_number(mult) and mult > 0):
         out.append(f"model.encoder_lr_mult={mult!r}: must be a number > 0")

@@ -20,6 +20,8 @@ BAD_VALUES = [
     ("model.loss.dice_weight=-1", "model.loss.dice_weight=-1: must be a number >= 0"),
     ("data.augment_scale=[1.5,0.5]", "data.augment_scale=[1.5, 0.5]: must be [low, high]"),
     ("data.sha256=abc", "data.sha256='abc': must be 64 hex digits"),
+    ("model.low_res_loss=maybe", "model.low_res_loss='maybe': must be true or false"),
+    ("data.augment=yes please", "data.augment='yes please': must be true or false"),
     ("test_tta=[0,1.0]", "test_tta=[0, 1.0]: use false, true (+ flip) or scales"),
 ]
 
