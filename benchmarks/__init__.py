@@ -32,7 +32,7 @@ def machine() -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    from seg.hardware import BF16_CPU_FLAGS, cpu_flags, cpu_kind
+    from seg.run.hardware import BF16_CPU_FLAGS, cpu_flags, cpu_kind
 
     flags = cpu_flags()
     return {

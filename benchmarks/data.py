@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from benchmarks import ROOT, default_out, machine, now, write_report
-from seg.data import DEFAULT_URL, MSRCDataModule, load_split
-from seg.data.archive import DEFAULT_SHA256
+from seg.data.archive import DEFAULT_SHA256, DEFAULT_URL
+from seg.data.datamodule import MSRCDataModule
+from seg.data.dataset import load_split
 
 
 def epoch_ms_per_image(loader) -> float:

@@ -65,7 +65,7 @@ def photo(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 def open_path(path: str, files: dict[str, Path], threads: int | None):
     """The Segmenter of one path, with max_side off: every photo runs at its own size."""
-    from seg.segmenter import Segmenter
+    from seg.deploy.segmenter import Segmenter
 
     if path == "onnxruntime":
         return Segmenter.from_onnx(files["onnx"], max_side=None, threads=threads)
@@ -79,7 +79,7 @@ def random_checkpoint(out: Path, model: str) -> Path:
     import torch
 
     from benchmarks.speed import net_config
-    from seg.module import SegModule
+    from seg.model.module import SegModule
 
     torch.manual_seed(0)
     module = SegModule(net_config(model, None), channels_last=True)
@@ -97,7 +97,7 @@ def random_checkpoint(out: Path, model: str) -> Path:
 
 def model_files(args: argparse.Namespace, out: Path) -> dict[str, Path]:
     """The checkpoint and its two exports: given, or made in ``out``."""
-    from seg.deploy import export_onnx, export_torchscript, load_deploy_net
+    from seg.deploy.formats import export_onnx, export_torchscript, load_deploy_net
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"ckpt": args.ckpt or random_checkpoint(out, args.model)}

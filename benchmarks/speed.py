@@ -107,7 +107,7 @@ def plain_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, seed:
     """The reference loop: zero_grad, forward, loss, backward, step."""
     from hydra.utils import instantiate
 
-    from seg.losses import nearest_targets
+    from seg.model.losses import nearest_targets
 
     torch.manual_seed(seed)
     net = instantiate(net_cfg)
@@ -140,7 +140,7 @@ def lightning_loop(net_cfg: dict, spec: dict, loader: DataLoader, warmup: int, s
     """The project's SegModule through pl.Trainer (no validation, logger or checkpoints)."""
     import pytorch_lightning as pl
 
-    from seg.module import SegModule
+    from seg.model.module import SegModule
 
     class StepTimes(pl.Callback):
         def __init__(self) -> None:
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     from hydra.utils import instantiate
 
-    from seg.model import count_parameters
+    from seg.model.nets import count_parameters
 
     started = now()
     out = args.out or default_out(started)

@@ -8,9 +8,9 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parents[1]))
 
 
 def __getattr__(name: str) -> type:
-    # `from seg import Segmenter` without importing torch, Lightning or Hydra for `import seg.labels`
+    # `from seg import Segmenter` without importing torch, Lightning or Hydra for `import seg.data.labels`
     if name == "Segmenter":
-        from seg.segmenter import Segmenter
+        from seg.deploy.segmenter import Segmenter
 
         return Segmenter
     raise AttributeError(f"module 'seg' has no attribute {name!r}")

@@ -6,17 +6,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
-from seg.build import build_datamodule
-from seg.checkpoint import CheckpointError, load_model
-from seg.checks import check_eval_config, tta_setting
-from seg.cli import user_errors
-from seg.inference import TTA, photo_ids
-from seg.metrics import SplitScore
-from seg.results import format_table, write_eval_report
+from seg.model.checkpoint import load_model
+from seg.model.inference import TTA, photo_ids
+from seg.model.metrics import SplitScore
+from seg.run.build import build_datamodule
+from seg.run.entry import hydra_main, run_job
+from seg.run.results import format_table, write_eval_report
+from seg.run.settings import tta_value
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +33,12 @@ def score(model: torch.nn.Module, loader: Any, tta: TTA = False, max_side: int |
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.ckpt_path`` on ``cfg.split`` and write the report into ``cfg.paths.output_dir``."""
-    if cfg.get("ckpt_path") in (None, "", "???"):
-        raise CheckpointError("Pass the checkpoint to evaluate: python -m seg.eval ckpt_path=PATH")
-    check_eval_config(cfg)
     model, trained_data = load_model(cfg.ckpt_path)
     # the data group of training (source, crop, batch size, ...) with the checkpoint's own input
     # normalisation; no augmentation: every split is scored under the course's centre crop
     datamodule = build_datamodule(cfg, normalize=trained_data.get("normalize", True), augment=False)
-    datamodule.prepare_data()
-    datamodule.setup({"train": "fit", "val": "validate", "test": "test"}[cfg.split])
-
-    max_side = cfg.get("max_side")
-    tta = tta_setting(cfg.tta)
+    datamodule.split_dataset(cfg.split)
+    tta, max_side = tta_value(cfg.tta), cfg.get("max_side")
     metrics = score(model, datamodule.dataloader(cfg.split), tta=tta, max_side=max_side)
     metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=tta, max_side=max_side)
     write_eval_report(metrics, Path(cfg.paths.output_dir))
@@ -55,13 +48,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 def run(cfg: DictConfig) -> float:
     """What Hydra calls: evaluate, and hand the global accuracy to a sweeper."""
-    with user_errors():
-        return evaluate(cfg)["acc"]
+    return run_job(cfg, lambda c: evaluate(c)["acc"])
 
 
-def main() -> None:
-    hydra.main(config_path="../conf", config_name="eval", version_base="1.3")(run)()
-
+main = hydra_main("eval", run)
 
 if __name__ == "__main__":
     main()

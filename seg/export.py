@@ -2,8 +2,8 @@
 
 The file takes RGB float32 NCHW in [0, 1] of any batch, height and width, normalises inside and
 returns logits at the input size; its metadata holds the class names, palette, normalisation and
-input convention (:mod:`seg.metadata`). Before it is moved into place its logits are compared with
-PyTorch's on every photo of ``verify_split`` at its own size (``export.json`` in the run dir).
+input convention (:mod:`seg.deploy.metadata`). Before it is moved into place its logits are compared
+with PyTorch's on every photo of ``verify_split`` at its own size (``export.json`` in the run dir).
 """
 
 from __future__ import annotations
@@ -14,21 +14,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
-from seg.build import build_datamodule
-from seg.checkpoint import CheckpointError
-from seg.cli import user_errors
-from seg.deploy import export_onnx, export_torchscript, load_deploy_net, parity
-from seg.errors import ConfigError, SegError
-from seg.results import atomic_write
-from seg.segmenter import Segmenter
+from seg.deploy.formats import export_onnx, export_torchscript, load_deploy_net
+from seg.deploy.segmenter import Segmenter, parity
+from seg.errors import SegError
+from seg.run.build import build_datamodule
+from seg.run.entry import hydra_main, run_job
+from seg.run.files import atomic_write
 
 log = logging.getLogger(__name__)
 
 FORMATS = {"onnx": (".onnx", export_onnx), "torchscript": (".pt", export_torchscript)}
-STAGES = {"train": "fit", "val": "validate", "test": "test"}
 
 
 class ExportError(SegError, RuntimeError):
@@ -37,30 +34,17 @@ class ExportError(SegError, RuntimeError):
 
 def check(cfg: DictConfig, model_file: Path) -> dict[str, Any]:
     """Parity of ``model_file`` with the checkpoint's PyTorch model on ``cfg.verify_split`` at native size."""
-    split = cfg.verify_split
-    datamodule = build_datamodule(cfg)
-    datamodule.prepare_data()
-    datamodule.setup(STAGES[split])
-    dataset = datamodule.datasets[split]
+    dataset = build_datamodule(cfg).split_dataset(cfg.verify_split)
     reference = Segmenter.from_checkpoint(cfg.ckpt_path, max_side=None)
     candidate = Segmenter.load(model_file, max_side=None)
-    return {"split": split, **parity(reference, candidate, (dataset.raw(i)[0] for i in range(len(dataset))))}
+    photos = (dataset.raw(i)[0] for i in range(len(dataset)))
+    return {"split": cfg.verify_split, **parity(reference, candidate, photos)}
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
-    """Write ``cfg.ckpt_path``'s model as ``cfg.format`` to ``cfg.output`` (checked first) and report it."""
-    if cfg.get("ckpt_path") in (None, ""):
-        raise CheckpointError("Pass the checkpoint to export: python -m seg.export ckpt_path=PATH format=onnx")
-    if cfg.get("verify_split") and cfg.verify_split not in STAGES:
-        raise ConfigError(f"verify_split={cfg.verify_split!r}: choose train, val, test, or null to skip the check")
-    if cfg.format not in FORMATS:
-        raise ConfigError(f"format={cfg.format!r} is not an export format: choose one of {', '.join(FORMATS)}")
+    """Write ``cfg.ckpt_path``'s model as ``cfg.format`` to ``cfg.output`` and report it."""
     suffix, write = FORMATS[cfg.format]
     output = Path(cfg.output).expanduser() if cfg.get("output") else Path(cfg.paths.output_dir) / f"model{suffix}"
-    if output.suffix.lower() != suffix:
-        raise ConfigError(f"output={output}: a format={cfg.format} file must end in {suffix} (seg.predict goes by it)")
-    if output.exists() and not cfg.overwrite:
-        raise ConfigError(f"output={output} exists: pass overwrite=true to replace it, or another output=...")
     net, metadata = load_deploy_net(cfg.ckpt_path)
     output.parent.mkdir(parents=True, exist_ok=True)
     # written and checked beside the output under a temporary name (same suffix: Segmenter.load goes by
@@ -98,11 +82,12 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-@hydra.main(config_path="../conf", config_name="export", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    with user_errors():
-        export(cfg)
+def run(cfg: DictConfig) -> float:
+    """What Hydra calls: export, and hand the file's size in MB to a sweeper."""
+    return run_job(cfg, lambda c: export(c)["megabytes"])
 
+
+main = hydra_main("export", run)
 
 if __name__ == "__main__":
     main()

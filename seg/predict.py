@@ -2,14 +2,13 @@
 
 For every photo, at its own width and height: ``<stem>.png`` (the class ids as a palette PNG, the MSRC
 colours embedded) and ``<stem>_overlay.jpg`` (the photo blended with the colours, with a legend); and
-one ``predictions.csv``. A thin loop over :class:`seg.segmenter.Segmenter`: with ``model_file=*.onnx``
+one ``predictions.csv``. A thin loop over :class:`seg.deploy.segmenter.Segmenter`: with ``model_file=*.onnx``
 it runs on ONNX Runtime and imports no torch. A photo that cannot be read is skipped and named; the
 run then ends with an error once the others are written.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import time
@@ -17,17 +16,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import hydra
 import numpy as np
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
+from PIL import Image
 from tqdm import tqdm
 
-from seg.cli import user_errors
+from seg.deploy.photos import PhotoError, find_photos, load_photo, photo_size
+from seg.deploy.pictures import class_shares, ids_png
+from seg.deploy.segmenter import Segmenter
 from seg.errors import ConfigError
-from seg.photos import PhotoError, find_photos, load_photo, photo_size
-from seg.pictures import class_shares, ids_png
-from seg.results import atomic_write
-from seg.segmenter import Segmenter
+from seg.run.entry import hydra_main, run_job
+from seg.run.files import atomic_write, write_csv
+from seg.run.settings import tta_value
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,7 @@ CSV_FIELDS = ["file", "width", "height", "classes", "ms_per_image", "mask"]
 
 def open_segmenter(cfg: DictConfig) -> Segmenter:
     """The model of ``ckpt_path`` (torch) or of ``model_file`` (by its suffix: .onnx, .pt, .ckpt)."""
-    ckpt, model_file = cfg.get("ckpt_path"), cfg.get("model_file")
-    if bool(ckpt) == bool(model_file):
-        raise ConfigError(
-            "Pass one model: ckpt_path=... (a checkpoint written by seg.train) or model_file=... (a .onnx or .pt "
-            f"file written by seg.export); got ckpt_path={ckpt} model_file={model_file}"
-        )
-    tta = OmegaConf.to_container(cfg.tta) if isinstance(cfg.tta, ListConfig) else cfg.tta
+    ckpt, model_file, tta = cfg.get("ckpt_path"), cfg.get("model_file"), tta_value(cfg.tta)
     if ckpt:
         return Segmenter.from_checkpoint(ckpt, tta=tta, max_side=cfg.max_side)
     return Segmenter.load(model_file, tta=tta, max_side=cfg.max_side)
@@ -77,7 +71,7 @@ def check_output(out: Path, photos: list[Path], stems: list[str], overwrite: boo
         )
 
 
-def save_image(image: Any, path: Path, **params: Any) -> None:
+def save_image(image: Image.Image, path: Path, **params: Any) -> None:
     """A Pillow image written atomically (format from the suffix)."""
     buf = io.BytesIO()
     image.save(buf, format={".png": "PNG", ".jpg": "JPEG"}[path.suffix], **params)
@@ -86,13 +80,6 @@ def save_image(image: Any, path: Path, **params: Any) -> None:
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Predict every photo of ``cfg.input`` into ``cfg.output``; unreadable photos are skipped, then an error."""
-    if not cfg.get("input"):
-        raise ConfigError("Pass the photos: input=FILE, input=FOLDER or input='GLOB' (e.g. 'photos/**/*.jpg')")
-    if cfg.batch_size < 1 or not 0 <= cfg.overlay_alpha <= 1 or (cfg.max_side is not None and cfg.max_side < 1):
-        raise ConfigError(
-            f"batch_size={cfg.batch_size} must be >= 1, overlay_alpha={cfg.overlay_alpha} in [0, 1], "
-            f"max_side={cfg.max_side} >= 1 or null"
-        )
     photos = find_photos(str(cfg.input))
     out = Path(cfg.output).expanduser() if cfg.get("output") else Path(cfg.paths.output_dir)
     stems = dict(zip(photos, output_stems(photos)))
@@ -132,11 +119,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
                         )
                 bar.update(len(chunk))
 
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows[p] for p in photos if p in rows)  # in input order
-    atomic_write(out / CSV_FILE, buf.getvalue())
+    write_csv(out / CSV_FILE, [rows[p] for p in photos if p in rows], CSV_FIELDS)  # in input order
     log.info(f"wrote {len(rows)} predictions and {CSV_FILE} to {out}")
     if failed:
         for why in failed.values():
@@ -166,10 +149,12 @@ def write_prediction(
     }
 
 
-@hydra.main(config_path="../conf", config_name="predict", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    with user_errors():
-        predict(cfg)
+def run(cfg: DictConfig) -> int:
+    """What Hydra calls: predict, and hand the number of photos predicted to a sweeper."""
+    return run_job(cfg, lambda c: predict(c)["predicted"])
+
+
+main = hydra_main("predict", run)
 
 
 if __name__ == "__main__":

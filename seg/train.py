@@ -1,29 +1,28 @@
-"""`python -m seg.train`: fit, then test the best checkpoint, all composed by Hydra from conf/train.yaml.
+"""`python -m seg.train`: fit, then test, all composed by Hydra from conf/train.yaml.
 
 ``resume=RUN_DIR`` (or ``ckpt_path=`` a checkpoint of a run) continues that run in its own folder;
-SIGTERM or Ctrl-C stop it with a checkpoint to resume from (see :mod:`seg.resume`, :mod:`seg.guards`).
+SIGTERM or Ctrl-C stop it with a checkpoint to resume from (see :mod:`seg.run.resume`,
+:mod:`seg.callbacks.stops`).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from seg.build import build, hparams_for_table
-from seg.checkpoint import read_checkpoint
-from seg.checks import check_train_config, tta_setting
-from seg.cli import user_errors
-from seg.guards import GracefulStop
-from seg.results import write_result
-from seg.resume import resume_args, run_dir_of
+from seg.callbacks.stops import GracefulStop
+from seg.model.checkpoint import check_weights_fit, read_checkpoint
+from seg.run.build import build, hparams_for_table
+from seg.run.entry import hydra_main, run_job
+from seg.run.results import write_result
+from seg.run.resume import resume_args, run_dir_of
+from seg.run.settings import tta_value
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +32,9 @@ HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/miou"
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as configured; returns every logged metric plus ``best/<monitor>``."""
     started = time.perf_counter()
-    check_train_config(cfg)
     ckpt_path = cfg.get("ckpt_path")
     logger_kwargs = {}
+    ckpt = None
     if ckpt_path:
         ckpt = read_checkpoint(ckpt_path)  # refuses unsafe files before Lightning opens them
         if run_dir_of(Path(ckpt_path)) == Path(cfg.paths.output_dir).resolve():
@@ -44,8 +43,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             log.info(f"Resuming {cfg.paths.output_dir} from {ckpt_path} (epoch {ckpt.get('epoch')})")
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg, **logger_kwargs)
+    if ckpt is not None:
+        check_weights_fit(ckpt, model, ckpt_path)  # another net's checkpoint: one line, before any training
     if getattr(model.criterion, "needs_class_counts", False):  # class-weighted loss
-        datamodule.prepare_data()
         model.criterion.set_class_counts(datamodule.class_pixel_counts("train"))
     if trainer.logger is not None:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -61,13 +61,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
         metrics[f"best/{ckpt_cb.monitor}"] = float(ckpt_cb.best_model_score)
     last_path = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor is None), "")
-    tested = best_path if cfg.get("test_ckpt") == "best" else last_path
+    tested = None
     if cfg.get("test"):
         # best: reload the best val/acc checkpoint; last: the weights in memory, which are last.ckpt's
         # (with EMA, the average); without a checkpoint (fast_dev_run) the weights in memory either way
-        ckpt = best_path if cfg.get("test_ckpt") == "best" and best_path else None
-        model.test_tta = tta_setting(cfg.get("test_tta", False), "test_tta")
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+        ckpt_to_test = best_path if cfg.get("test_ckpt") == "best" and best_path else None
+        tested = (best_path if cfg.get("test_ckpt") == "best" else last_path) or "the weights in memory"
+        model.test_tta = tta_value(cfg.get("test_tta", False))
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_to_test, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
     if trainer.logger is not None:
@@ -80,7 +81,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "test/acc": metrics.get("test/acc"),
         "test/miou": metrics.get("test/miou"),
         "best checkpoint": best_path or None,
-        f"tested ({cfg.get('test_ckpt')})": tested or None,
+        "last checkpoint": last_path or None,
+        f"tested ({cfg.get('test_ckpt')})" if tested else "tested": tested or "no (test=false)",
         "test_tta": cfg.get("test_tta", False),
         "output_dir": cfg.paths.output_dir,
     }
@@ -88,7 +90,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "Summary:\n"
         + "\n".join(f"  {k:16s} {v:.4f}" if isinstance(v, float) else f"  {k:16s} {v}" for k, v in summary.items())
     )
-    if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.sweep.SweepSummary)
+    if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.run.sweep.SweepSummary)
         write_result(
             cfg.paths.output_dir, metrics, epochs=trainer.current_epoch, wall_time=time.perf_counter() - started
         )
@@ -107,15 +109,11 @@ def objective(metrics: dict[str, float], name: str | None) -> float | None:
 
 def run(cfg: DictConfig) -> float | None:
     """What Hydra calls for each job: train, then hand the objective to the sweeper."""
-    with user_errors():
-        return objective(train(cfg), cfg.get("optimized_metric"))
+    return run_job(cfg, lambda c: objective(train(c), c.get("optimized_metric")))
 
 
-def main() -> None:
-    with user_errors():  # a resume that cannot work is said before Hydra starts
-        sys.argv[1:] = resume_args(sys.argv[1:])
-    hydra.main(config_path="../conf", config_name="train", version_base="1.3")(run)()
-
+# a resume that cannot work is said before Hydra starts
+main = hydra_main("train", run, argv=resume_args)
 
 if __name__ == "__main__":
     main()

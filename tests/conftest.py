@@ -1,6 +1,11 @@
 """Fixtures: a tiny MSRC-format archive (BMP photos + colour targets + CRLF split files, zipped), a
 data dir prepared from it through the real download code, a tiny training run and its exported
-models; a short run on the real archive when SEG_DATA_URL and TORCH_HOME are set."""
+models; a short run on the real archive when SEG_DATA_URL and TORCH_HOME are set.
+
+No test depends on the host's CPU flags: the whole suite believes in an AVX2-only CPU (SEG_CPU_FLAGS,
+so ``trainer.precision=auto`` is fp32 everywhere, subprocesses included), and the tests marked
+``cpu_kinds`` run once per kind of CPU, faked: AVX2 (fp32) and AVX512-BF16 (bf16-mixed).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from seg.data import prepare_data
-from seg.data.archive import sha256_of
+from seg.data.archive import prepare_data, sha256_of
+from seg.run.hardware import FLAGS_ENV
 
 from helpers import run_module, tiny_overrides, write_dataset, zip_dir
+
+CPU_KINDS = {"avx2": "fpu sse4_2 avx avx2 fma", "avx512_bf16": "fpu sse4_2 avx avx2 fma avx512f avx512_bf16"}
+os.environ[FLAGS_ENV] = CPU_KINDS["avx2"]  # before any fixture: session fixtures train under it too
+
+
+def pytest_generate_tests(metafunc) -> None:
+    if metafunc.definition.get_closest_marker("cpu_kinds"):
+        if "cpu_kind" not in metafunc.fixturenames:
+            metafunc.fixturenames.append("cpu_kind")
+        metafunc.parametrize("cpu_kind", list(CPU_KINDS), indirect=True)
+
+
+@pytest.fixture
+def cpu_kind(request, monkeypatch) -> str:
+    """The CPU kind a ``cpu_kinds`` test runs as: its flags in SEG_CPU_FLAGS (precision=auto follows)."""
+    monkeypatch.setenv(FLAGS_ENV, CPU_KINDS[request.param])
+    return request.param
 
 
 @pytest.fixture(scope="session")

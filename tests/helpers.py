@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seg.labels import PALETTE
+from seg.data.labels import PALETTE
 
 ROOT = Path(__file__).resolve().parents[1]
 # (width, height): some over the 64-pixel test crop, some under it (padded with void)
@@ -75,7 +75,7 @@ def tiny_overrides(archive_url: str, data_dir: Path, log_dir: Path) -> list[str]
     random-init encoder, one val and test batch, a log line every step."""
     return [
         f"data.url={archive_url}",
-        "data.sha256=null",  # the tests' archive is not the I2DL one (tests/test_archive.py checks hashes)
+        "data.sha256=null",  # the tests' archive is not the I2DL one (tests/data/test_archive.py checks hashes)
         f"paths.data_dir={data_dir}",
         f"paths.log_dir={log_dir}",
         f"data.crop_size={CROP}",

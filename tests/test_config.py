@@ -8,8 +8,8 @@ import pytest
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 
-from seg.build import build_module
-from seg.model import MobileNetSkipSeg, count_parameters
+from seg.model.nets import MobileNetSkipSeg, count_parameters
+from seg.run.build import build_module
 
 from helpers import compose_config
 
@@ -36,7 +36,7 @@ USER_COMMAND = ["model=mobilenet", "trainer.max_epochs=50"]  # the command the R
 def test_the_users_command_composes_the_strong_recipe():
     cfg = compose_config("train", *USER_COMMAND)
     assert cfg == compose_config("train")  # the defaults: the command adds nothing
-    assert cfg.model.net._target_ == "seg.model.MobileNetSkipSeg" and cfg.model.net.weights == "IMAGENET1K_V1"
+    assert cfg.model.net._target_ == "seg.model.nets.MobileNetSkipSeg" and cfg.model.net.weights == "IMAGENET1K_V1"
     assert cfg.model.net.freeze_params == 0 and cfg.model.encoder_lr_mult == 0.1  # whole encoder, gently
     assert cfg.model.loss.dice_weight == 0.5 and cfg.model.loss.class_weight_power == 0
     assert cfg.data.augment is True and cfg.data.normalize is True and cfg.data.crop_size == 240
@@ -46,7 +46,7 @@ def test_the_users_command_composes_the_strong_recipe():
     assert cfg.scheduler._target_.endswith("ReduceLROnPlateau") and cfg.scheduler.mode == "max"
     assert cfg.model.monitor == "val/acc" and cfg.callbacks.model_checkpoint.monitor == "val/acc"
     assert cfg.callbacks.model_checkpoint.mode == "max" and cfg.optimized_metric == "val/acc"
-    assert cfg.callbacks.ema._target_ == "seg.averaging.EMA" and cfg.test_ckpt == "last"
+    assert cfg.callbacks.ema._target_ == "seg.callbacks.ema.EMA" and cfg.test_ckpt == "last"
     module = build_module(compose_config("train", *USER_COMMAND, "model.net.weights=null"))
     assert isinstance(module.net, MobileNetSkipSeg) and count_parameters(module.net) == 3_089_351 < 5_000_000
     assert count_parameters(module.net, trainable_only=True) == count_parameters(module.net)
@@ -58,7 +58,7 @@ def test_the_users_command_composes_the_strong_recipe():
 
 def test_experiment_seed_is_the_reference_recipe_exactly():
     cfg = compose_config("train", "experiment=seed")
-    assert cfg.model.net._target_ == "seg.model.MobileNetSeg" and cfg.model.net.freeze_params == 50
+    assert cfg.model.net._target_ == "seg.model.nets.MobileNetSeg" and cfg.model.net.freeze_params == 50
     assert list(cfg.model.net.decoder_channels) == [256, 128, 64, 32, 32] and cfg.model.net.proj_channels == 256
     assert (
         cfg.model.encoder_lr_mult == 1.0 and cfg.model.loss.dice_weight == 0 and cfg.model.loss.class_weight_power == 0
@@ -76,7 +76,7 @@ def test_experiment_seed_is_the_reference_recipe_exactly():
 
 def test_best_recipe_composes():
     best = compose_config("train", "experiment=best", "model.net.weights=null")
-    assert best.model.net._target_ == "seg.model.MobileNetSkipSeg"
+    assert best.model.net._target_ == "seg.model.nets.MobileNetSkipSeg"
     assert best.data.normalize is True and best.data.crop_size == 240
     assert best.scheduler._target_.endswith("CosineAnnealingLR")
     assert best.scheduler.T_max == best.trainer.max_epochs == 30
@@ -105,7 +105,7 @@ def test_optuna_search_space_and_ddp_configs_compose():
     cfg = compose_config("train", "hparams_search=optuna", hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
-    assert sweeper.sampler._target_ == "optuna.samplers.TPESampler" and sweeper.sampler.seed == 1234
+    assert sweeper.sampler._target_ == "seg.run.search.ContinuingTPESampler" and sweeper.sampler.seed == 1234
     assert sweeper.storage is None and sweeper.n_trials == 20 and cfg.optimized_metric == "val/acc"
     assert dict(sweeper.params) == {
         "optimizer": "choice(adam, adamw, sgd)",
@@ -114,7 +114,7 @@ def test_optuna_search_space_and_ddp_configs_compose():
         "data.batch_size": "choice(4, 8, 16)",
         "model.net.freeze_params": "choice(0, 50, 100, 156)",
     }
-    assert cfg.hydra.callbacks.sweep_summary._target_ == "seg.sweep.SweepSummary"
+    assert cfg.hydra.callbacks.sweep_summary._target_ == "seg.run.sweep.SweepSummary"
     ddp = compose_config("train", "trainer=ddp").trainer
     assert ddp.strategy == "ddp" and ddp.sync_batchnorm is True and ddp.devices == "auto"
     assert ddp._target_ == "pytorch_lightning.Trainer" and ddp.max_epochs == 50  # on top of trainer/default

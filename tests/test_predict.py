@@ -16,10 +16,11 @@ import pytest
 from PIL import Image
 
 from seg import Segmenter
+from seg.data.labels import CLASS_NAMES, PALETTE
+from seg.deploy.photos import load_photo
 from seg.errors import SegError
-from seg.labels import CLASS_NAMES, PALETTE
-from seg.photos import load_photo
 from seg.predict import predict as predict_photos
+from seg.run.settings import check_settings
 
 from helpers import ROOT, compose_config, run_module
 
@@ -175,8 +176,11 @@ def test_onnx_model_file_predicts_without_torch(exported, ckpt_run, photos, tmp_
 
 
 def run_in_process(*args: str) -> dict:
-    """seg.predict's work without a subprocess (exit codes are checked by the runs above and below)."""
-    return predict_photos(compose_config("predict", *args))
+    """seg.predict's settings check and work without a subprocess (exit codes are checked by the runs
+    above and below)."""
+    cfg = compose_config("predict", *args)
+    check_settings(cfg)
+    return predict_photos(cfg)
 
 
 def test_existing_outputs_are_kept_unless_overwrite(photos, ckpt, tmp_path):
@@ -206,13 +210,13 @@ def test_output_may_not_be_the_input_folder(photos, ckpt):
     [
         ("empty", "no photos there"),
         ("missing", "no such file or folder"),
-        ("no-input", "Pass the photos"),
-        ("no-model", "Pass one model"),
-        ("two-models", "Pass one model"),
+        ("no-input", "input: pass the photos"),
+        ("no-model", "pass one model"),
+        ("two-models", "pass one model"),
         ("model-suffix", "unknown model file type '.bin'"),
         ("missing-model", "Model file not found"),
         ("clash", "would write the same output files"),
-        ("batch", "batch_size=0 must be >= 1"),
+        ("batch", "batch_size=0: must be an integer >= 1"),
     ],
 )
 def test_bad_input_is_a_clear_error(kind, message, ckpt, tmp_path):

@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from seg.build import build
-from seg.losses import SegLoss
+from seg.model.losses import SegLoss
+from seg.run.build import build
+from seg.run.entry import null_groups
 from seg.train import objective, run, train
 
 from helpers import CROP, ROOT, best_score, compose_config, run_module, scalars
@@ -19,9 +20,12 @@ def run_train(*overrides: str, env: dict | None = None) -> subprocess.CompletedP
     return run_module("seg.train", *overrides, env=env)
 
 
-def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(train_overrides, tmp_path):
+@pytest.mark.cpu_kinds
+def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(cpu_kind, train_overrides, tmp_path):
     run = tmp_path / "run"
     proc = run_train(*train_overrides, "trainer.max_epochs=2", f"hydra.run.dir={run}")
+    expected = {"avx2": "32-true", "avx512_bf16": "bf16-mixed"}[cpu_kind]
+    assert f"trainer.precision=auto: {expected}" in proc.stderr
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in ckpts and any(n.startswith("epoch_") for n in ckpts)
     tags = scalars(run)
@@ -45,7 +49,7 @@ def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(train_over
 
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["epoch"] == 1
-    assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.MobileNetSkipSeg"  # the default net
+    assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.nets.MobileNetSkipSeg"  # the default net
 
     # ckpt_path of a run's checkpoint continues that run in its folder (its own overrides come back;
     # the new max_epochs wins): one TensorBoard curve, the first part's .hydra record kept
@@ -99,7 +103,7 @@ def test_main_returns_the_best_value_of_optimized_metric(train_overrides, tmp_pa
 
 def test_class_weighted_loss_gets_the_training_split_counts(train_overrides, tmp_path, monkeypatch, data_dir):
     """seg.train hands the datamodule's class pixel counts to the loss (without them the loss raises)."""
-    from seg.data import MSRCDataModule
+    from seg.data.datamodule import MSRCDataModule
 
     seen = []
     original = SegLoss.set_class_counts
@@ -120,10 +124,10 @@ def test_class_weighted_loss_gets_the_training_split_counts(train_overrides, tmp
 
 def test_test_tta_scores_the_test_split_as_seg_eval_does(train_overrides, tmp_path):
     """test_tta=[scales]: seg.train's own test numbers are seg.eval's with the same TTA on the tested weights."""
-    from seg.build import build_datamodule
-    from seg.checkpoint import load_model
     from seg.eval import score
-    from seg.inference import predict_logits
+    from seg.model.checkpoint import load_model
+    from seg.model.inference import predict_logits
+    from seg.run.build import build_datamodule
 
     tta = [0.75, 1.0]
     cfg = compose_config(
@@ -153,13 +157,17 @@ def test_objective_prefers_the_best_value_and_names_a_missing_metric():
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_as_typed_rank_zero_writes_and_val_acc_is_synced(train_overrides, tmp_path, data_dir):
+@pytest.mark.cpu_kinds
+def test_ddp_on_two_cpu_processes_as_typed_rank_zero_writes_and_val_acc_is_synced(
+    cpu_kind, train_overrides, tmp_path, data_dir
+):
     import json
 
     import pytorch_lightning as pl
 
-    from seg.data import MSRCDataModule
-    from seg.module import SegModule
+    from seg.data.datamodule import MSRCDataModule
+    from seg.model.module import SegModule
+    from seg.run.hardware import auto_precision
 
     base = [o for o in train_overrides if not o.startswith("data.batch_size=")]
     run = tmp_path / "ddp"
@@ -212,6 +220,7 @@ def test_ddp_on_two_cpu_processes_as_typed_rank_zero_writes_and_val_acc_is_synce
         trainer = pl.Trainer(
             accelerator="cpu",
             devices=1,
+            precision=auto_precision("cpu")[0],  # what the run validated in: numbers compared at one precision
             limit_val_batches=1,
             logger=False,
             enable_checkpointing=False,
@@ -233,3 +242,44 @@ def test_smoke_on_the_real_archive_with_pretrained_encoder(real_run):
     tags = scalars(run)
     assert 0.0 < tags["test/acc"][-1] <= 1.0
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_checkpoint_of_another_net_or_project_or_a_run_folder_is_refused_before_training(
+    tiny_run, train_overrides, tmp_path, caplog
+):
+    foreign = tmp_path / "other_project.ckpt"
+    torch.save({"state_dict": {"layer.weight": torch.zeros(2, 2)}, "hyper_parameters": {"hidden": 3}}, foreign)
+    cases = [
+        (
+            ["model=mobilenet_tconv", f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}"],
+            "holds a MobileNetSkipSeg net",
+        ),
+        ([f"ckpt_path={foreign}"], "is not a seg.train checkpoint"),
+        ([f"ckpt_path={tiny_run}"], f"is a folder, not a checkpoint: to continue the run in it pass resume={tiny_run}"),
+    ]
+    for i, (overrides, message) in enumerate(cases):
+        caplog.clear()
+        out = tmp_path / f"run{i}"
+        with pytest.raises(SystemExit) as exit_:
+            run(compose_config("train", *train_overrides, *overrides, f"paths.output_dir={out}"))
+        assert exit_.value.code == 2 and message in caplog.text, caplog.text
+        assert "weights do not fit" in caplog.text or "folder" in caplog.text
+        assert not (out / "checkpoints").exists()  # refused before any training
+
+
+def test_logger_null_trains_and_a_run_without_test_says_so(train_overrides, tmp_path, caplog):
+    import logging
+
+    cfg = compose_config(
+        "train",
+        *train_overrides,
+        *null_groups(["logger=null"]),  # as typed on the command line
+        "test=false",
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=2",
+        f"paths.output_dir={tmp_path}",
+    )
+    with caplog.at_level(logging.INFO, logger="seg.train"):
+        assert 0.0 <= run(cfg) <= 1.0
+    assert not (tmp_path / "tensorboard").exists() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert "no (test=false)" in caplog.text and "tested (last)" not in caplog.text

@@ -1,21 +1,7 @@
-"""MSRC-v2 data: the archive on disk (:mod:`.archive`), the presets (:mod:`.transforms`), one split
-as a Dataset (:mod:`.dataset`) and the LightningDataModule (:mod:`.datamodule`)."""
+"""The data room: label sets (:mod:`.labels`), split lists (:mod:`.splits`), the MSRC archive on disk
+(:mod:`.archive`), the presets (:mod:`.transforms`), one split as a Dataset (:mod:`.dataset`), the
+epoch sampler (:mod:`.sampling`) and the LightningDataModule (:mod:`.datamodule`).
 
-from seg.data.archive import ARCHIVE_DIR, DEFAULT_URL, SPLITS, DataSourceError, prepare_data, read_split
-from seg.data.datamodule import MSRCDataModule
-from seg.data.dataset import MSRCDataset, load_split
-from seg.data.transforms import EvalPreset, TrainPreset
-
-__all__ = [
-    "ARCHIVE_DIR",
-    "DEFAULT_URL",
-    "SPLITS",
-    "DataSourceError",
-    "EvalPreset",
-    "MSRCDataModule",
-    "MSRCDataset",
-    "TrainPreset",
-    "load_split",
-    "prepare_data",
-    "read_split",
-]
+Nothing is imported here, so that ``seg.data.labels`` and ``seg.data.splits`` stay NumPy-only for
+the deployment API; import from the modules themselves.
+"""

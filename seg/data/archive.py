@@ -21,15 +21,15 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.utils import download_url
 from tqdm import tqdm
 
+from seg.data.labels import decode_target
+from seg.data.splits import SPLITS, read_split
 from seg.errors import SegError
-from seg.labels import decode_target
 
 DEFAULT_URL = "https://i2dl.vc.in.tum.de/static/data/segmentation_data.zip"
 # SHA-256 of the I2DL archive (76 MB): checked before extraction; data.sha256=null accepts any archive
 DEFAULT_SHA256 = "637397c32c5a76bc290f0e2c49f6c9d130a23f8405fffc3db8c39612050ac4de"
 ARCHIVE_NAME = "segmentation_data.zip"
 ARCHIVE_DIR = "segmentation_data"  # the one top-level folder inside the archive
-SPLITS = ("train", "val", "test")
 
 
 class DataSourceError(SegError, RuntimeError):
@@ -80,6 +80,14 @@ def verify_hash(archive: Path, sha256: str | None, url: str, name: str | None = 
     """
     if not sha256:
         return
+    if not zipfile.is_zipfile(archive):  # e.g. an HTML error page: no hash could make it the data set
+        head = archive.read_bytes()[:64]
+        archive.unlink(missing_ok=True)
+        looks = " (it looks like an HTML page, e.g. a login or error page)" if b"<" in head[:16] else ""
+        raise DataSourceError(
+            f"{name or archive} is not a zip archive{looks}; it was deleted and nothing was extracted: the "
+            f"next run fetches it again" + _how_to_fix(url)
+        )
     actual = sha256_of(archive)
     if actual != sha256.lower():
         archive.unlink(missing_ok=True)
@@ -174,6 +182,8 @@ def extract_archive(archive: Path, data_dir: str | os.PathLike, url: str = "") -
 def verify_layout(root: Path) -> None:
     """Every split file exists, lists images, and every image and target it lists is present."""
     for split in SPLITS:
+        if not (root / f"{split}.txt").is_file():
+            raise DataSourceError(f"Split file missing: {root.name}/{split}.txt")
         names = read_split(root / f"{split}.txt")
         if not names:
             raise DataSourceError(f"{root.name}/{split}.txt lists no images")
@@ -197,18 +207,6 @@ def prepare_data(url: str, data_dir: str | os.PathLike, sha256: str | None = DEF
     if final.is_dir():
         return final
     return extract_archive(download_archive(url, data_dir, sha256), data_dir, url)
-
-
-def read_split(path: Path) -> list[str]:
-    """Image stems listed in a split file; tolerates CRLF, blank lines, names with or without .bmp."""
-    if not path.is_file():
-        raise DataSourceError(f"Split file missing: {path}")
-    names = []
-    for line in path.read_text().splitlines():
-        name = line.strip()
-        if name:
-            names.append(name[:-4] if name.lower().endswith(".bmp") else name)
-    return names
 
 
 def item_paths(root: Path, name: str) -> tuple[Path, Path]:

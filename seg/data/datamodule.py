@@ -10,13 +10,12 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
-from seg.data.archive import ARCHIVE_DIR, DEFAULT_SHA256, DEFAULT_URL, SPLITS, prepare_data
+from seg.data.archive import ARCHIVE_DIR, DEFAULT_SHA256, DEFAULT_URL, prepare_data
 from seg.data.dataset import MSRCDataset
+from seg.data.labels import NUM_CLASSES
 from seg.data.sampling import EpochSampler
+from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT
 from seg.data.transforms import EvalPreset, TrainPreset
-from seg.labels import NUM_CLASSES
-
-STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 
 
 class MSRCDataModule(pl.LightningDataModule):
@@ -69,14 +68,20 @@ class MSRCDataModule(pl.LightningDataModule):
         return EvalPreset(hp.crop_size, hp.normalize)
 
     def setup(self, stage: str | None = None) -> None:
-        for split in STAGE_SPLITS.get(stage, SPLITS):
+        for split in SPLITS_OF_STAGE.get(stage, SPLITS):
             if split not in self.datasets:
                 self.datasets[split] = MSRCDataset(self.root, split, self.transform(split), cache=self.hparams.cache)
 
+    def split_dataset(self, split: str) -> MSRCDataset:
+        """The dataset of one split, set up on first use (the data set is fetched first if need be)."""
+        if split not in self.datasets:
+            self.prepare_data()
+            self.setup(STAGE_OF_SPLIT[split])
+        return self.datasets[split]
+
     def class_pixel_counts(self, split: str = "train") -> torch.Tensor:
         """Non-void pixels per class over the split's full targets (for class-weighted losses)."""
-        self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
-        return torch.as_tensor(self.datasets[split].class_pixel_counts(NUM_CLASSES), dtype=torch.int64)
+        return torch.as_tensor(self.split_dataset(split).class_pixel_counts(NUM_CLASSES), dtype=torch.int64)
 
     def dataloader(self, split: str, sampler: EpochSampler | None = None) -> DataLoader:
         """A loader over one split (set up before), in order unless a sampler is given."""

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from seg.data.archive import SPLITS, load_item, read_split
+from seg.data.archive import load_item
+from seg.data.splits import SPLITS, read_split
 from seg.data.transforms import EvalPreset
 
 Transform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]

@@ -17,7 +17,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from seg.labels import IMAGENET_MEAN, IMAGENET_STD, VOID
+from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD, VOID
 
 
 def center_crop(image: torch.Tensor, target: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,8 +109,6 @@ class TrainPreset:
     def __init__(
         self, crop_size: int, normalize: bool = True, scale: Sequence[float] = (0.75, 1.25), jitter: float = 0.3
     ) -> None:
-        if not crop_size:
-            raise ValueError("data.augment=true needs a data.crop_size (the random crop's size)")
         self.normalize = normalize
         self.augment = JointAugment(crop_size, scale, jitter)
 

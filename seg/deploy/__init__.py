@@ -1,0 +1,7 @@
+"""The deployment room: a trained model used outside the harness. :class:`.segmenter.Segmenter` (the
+Python API), photos as users have them (:mod:`.photos`), pictures of predictions (:mod:`.pictures`),
+what an exported file says about itself (:mod:`.metadata`), and the deployed net with its ONNX /
+TorchScript formats (:mod:`.formats`).
+
+Everything but :mod:`.formats` imports without torch, so an ONNX model runs on ONNX Runtime alone.
+"""

@@ -1,0 +1,67 @@
+"""A prediction as pictures: the colour map, the palette PNG of class ids, the photo overlaid with a legend.
+
+The palette PNG stores the ids themselves (mode P) with the class colours embedded: viewers show it
+in colour, ``np.array(Image.open(path))`` reads the ids back. NumPy and Pillow only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def colorize(ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """HxW class ids -> HxWx3 uint8 colours (row ``i`` of ``palette`` is class ``i``'s colour); ignored
+    pixels (an id outside the palette, such as void -1 or 255) are black."""
+    valid = (ids >= 0) & (ids < len(palette))
+    if valid.all():
+        return palette[ids]
+    out = np.zeros((*ids.shape, 3), np.uint8)
+    out[valid] = palette[ids[valid]]
+    return out
+
+
+def ids_png(ids: np.ndarray, palette: np.ndarray) -> Image.Image:
+    """HxW class ids as a palette image: pixel values are the ids, the palette holds the class colours."""
+    if ids.size and (ids.min() < 0 or ids.max() >= len(palette)):
+        raise ValueError(f"class ids must be in [0, {len(palette)}), got {ids.min()}..{ids.max()}")
+    h, w = ids.shape
+    image = Image.frombytes("P", (w, h), np.ascontiguousarray(ids, dtype=np.uint8).tobytes())
+    image.putpalette(palette.astype(np.uint8).ravel().tolist())
+    return image
+
+
+def class_shares(ids: np.ndarray, num_classes: int) -> list[tuple[int, float]]:
+    """(class id, share of the pixels) of every class present, largest share first."""
+    counts = np.bincount(ids.ravel(), minlength=num_classes)
+    present = np.flatnonzero(counts)
+    order = present[np.argsort(-counts[present], kind="stable")]
+    return [(int(c), counts[c] / ids.size) for c in order]
+
+
+def overlay(
+    photo: np.ndarray, ids: np.ndarray, palette: np.ndarray, names: Sequence[str], alpha: float = 0.5
+) -> Image.Image:
+    """The photo blended with its class colours (``alpha`` = weight of the colours), with a legend of
+    the classes present and their pixel shares in a panel to its right."""
+    blend = (1 - alpha) * photo.astype(np.float32) + alpha * colorize(ids, palette).astype(np.float32)
+    picture = Image.fromarray(np.rint(blend).astype(np.uint8))
+    h, w = ids.shape
+    # the legend's text scales with the photo, within readable bounds
+    font = ImageFont.load_default(size=int(np.clip(max(h, w) / 40, 12, 40)))
+    line = round(font.size * 1.5)
+    rows = [(c, f"{names[c]} {100 * s:.1f}%") for c, s in class_shares(ids, len(palette))]
+    measure = ImageDraw.Draw(picture)
+    text_w = max(measure.textlength(t, font=font) for _, t in rows)
+    panel_w = int(text_w) + 2 * line
+    canvas = Image.new("RGB", (w + panel_w, max(h, line * len(rows) + line // 2)), (32, 32, 32))
+    canvas.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, (c, text) in enumerate(rows):
+        y = line // 4 + i * line
+        swatch = (w + line // 4, y + line // 8, w + line // 4 + line * 3 // 4, y + line * 7 // 8)
+        draw.rectangle(swatch, fill=tuple(int(v) for v in palette[c]), outline=(255, 255, 255))
+        draw.text((w + line * 5 // 4, y + line // 2), text, fill=(255, 255, 255), font=font, anchor="lm")
+    return canvas

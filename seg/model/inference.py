@@ -1,0 +1,153 @@
+"""Logits of a trained net for scoring and prediction: whole photos at their own size, flip and
+multi-scale test-time augmentation (TTA).
+
+Shared by ``seg.eval``, ``seg.predict``, ``seg.export``'s parity check and :class:`seg.deploy.segmenter.Segmenter`.
+Every function takes a batch either as a torch tensor (a torch net) or as a NumPy array (an ONNX
+Runtime session) and imports torch only for tensors, so that predicting through ONNX needs no torch.
+
+The nets take any height and width (the encoder rounds odd sizes up, the logits are resized to the
+input size), so photos are never padded. A photo whose long side exceeds ``max_side`` goes through
+the net shrunk to it, and its logits are resized back: time and memory stay bounded for large photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+Net = Callable[[Any], Any]  # an NCHW batch -> its N x classes x H x W logits at the input size
+# test-time augmentation: False/None (none), True (+ the horizontal flip), or scales: the photo is also
+# seen resized by each factor (each with its flip), and the logits, resized back, are averaged
+TTA = bool | None | Sequence[float]
+
+
+def tta_scales(tta: TTA) -> tuple[float, ...]:
+    """The scales a TTA setting asks for: () for none, (1.0,) for flip only."""
+    if tta is None or tta is False:
+        return ()
+    if tta is True:
+        return (1.0,)
+    scales = tuple(float(s) for s in tta)
+    if not scales or any(s <= 0 for s in scales):
+        raise ValueError(f"tta scales must be positive factors, e.g. [0.75, 1.0, 1.25], got {list(tta)}")
+    return scales
+
+
+def _is_numpy(x: Any) -> bool:
+    return isinstance(x, np.ndarray)
+
+
+def _hflip(x: Any) -> Any:
+    return x[..., ::-1] if _is_numpy(x) else x.flip(-1)
+
+
+def _flipped_mean(model: Net, x: Any) -> Any:
+    return (model(x) + _hflip(model(_hflip(x)))) / 2
+
+
+def _logits(model: Net, x: Any, tta: TTA) -> Any:
+    scales = tta_scales(tta)
+    if not scales:
+        return model(x)
+    size = tuple(x.shape[-2:])
+    total = None
+    for s in scales:
+        if s == 1.0:
+            out = _flipped_mean(model, x)
+        else:
+            scaled = (max(round(size[0] * s), 1), max(round(size[1] * s), 1))
+            out = resize(_flipped_mean(model, resize(x, scaled, antialias=s < 1)), size)
+        total = out if total is None else total + out
+    return total if len(scales) == 1 else total / len(scales)
+
+
+def predict_logits(model: Net, x: Any, tta: TTA = False) -> Any:
+    """Logits; with ``tta`` the mean over the TTA views (see :data:`TTA`) of the image's and its
+    horizontal flip's logits."""
+    if _is_numpy(x):
+        return _logits(model, x, tta)
+    import torch
+
+    with torch.no_grad():
+        return _logits(model, x, tta)
+
+
+def forward_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """The size a photo goes through the net at: its own, or scaled (aspect kept) to a long side of ``max_side``."""
+    long = max(height, width)
+    if not max_side or long <= max_side:
+        return height, width
+    scale = max_side / long
+    return max(round(height * scale), 1), max(round(width * scale), 1)
+
+
+def resize(x: Any, size: tuple[int, int], antialias: bool = False) -> Any:
+    """Bilinear resize of an NCHW batch to ``size`` (H, W), pixel centres aligned (``align_corners=False``).
+
+    Tensors go through ``torch.nn.functional.interpolate`` (``antialias`` for shrinking photos);
+    arrays through Pillow's bilinear filter plane by plane, the filter torch's antialiased mode
+    reproduces (antialiased when shrinking, plain bilinear when enlarging).
+    """
+    if not _is_numpy(x):
+        import torch.nn.functional as nnf
+
+        return nnf.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+    out = np.empty((*x.shape[:2], *size), np.float32)
+    for idx in np.ndindex(*x.shape[:2]):
+        plane = Image.fromarray(np.ascontiguousarray(x[idx], dtype=np.float32))
+        out[idx] = np.asarray(plane.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    return out
+
+
+def photo_logits(model: Net, x: Any, tta: TTA = False, max_side: int | None = None) -> Any:
+    """Logits at the photos' own size of a batch of equal-size photos (NCHW), through the net at
+    :func:`forward_size` (shrunk when the long side exceeds ``max_side``), with optional flip TTA."""
+    size = tuple(x.shape[-2:])
+    net_size = forward_size(*size, max_side)
+    if net_size == size:
+        return predict_logits(model, x, tta)
+    return resize(predict_logits(model, resize(x, net_size, antialias=True), tta), size)
+
+
+def photo_ids(model: Net, x: Any, tta: TTA = False, max_side: int | None = None) -> Any:
+    """Class ids (N x H x W) of :func:`photo_logits`, without holding every class's logits at full size.
+
+    A shrunk photo's logits are enlarged one class at a time while keeping the running maximum: the
+    same ids as the argmax of the enlarged logits, in the memory of one class (a 12 MP photo's 23
+    float32 logit maps alone are 1.1 GB).
+    """
+    size = tuple(x.shape[-2:])
+    net_size = forward_size(*size, max_side)
+    if net_size == size:
+        return class_ids(predict_logits(model, x, tta))
+    logits = predict_logits(model, resize(x, net_size, antialias=True), tta)
+    best = resize(logits[:, :1], size)[:, 0]
+    # uint8 running ids (fewer than 256 classes): a quarter of the memory traffic of int64
+    if _is_numpy(best):
+        ids = np.zeros(best.shape, np.uint8)
+    else:
+        import torch
+
+        ids = torch.zeros(best.shape, dtype=torch.uint8)
+    for c in range(1, logits.shape[1]):
+        plane = resize(logits[:, c : c + 1], size)[:, 0]
+        better = plane > best  # strictly: ties keep the first class, as argmax does
+        if _is_numpy(ids):
+            np.putmask(ids, better, c)
+            np.maximum(best, plane, out=best)
+        else:
+            ids.masked_fill_(better, c)
+            torch.maximum(best, plane, out=best)
+    return ids.astype(np.int64) if _is_numpy(ids) else ids.long()
+
+
+def class_ids(logits: Any) -> Any:
+    """Class ids (N x H x W) of N x classes x H x W logits: the first maximum over the classes."""
+    if _is_numpy(logits):
+        return logits.argmax(1)
+    # max().indices equals argmax() (first maximum on ties) but is ~3x faster over the class
+    # dimension of an NCHW CPU tensor
+    return logits.max(1).indices

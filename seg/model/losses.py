@@ -1,0 +1,84 @@
+"""Training losses: cross-entropy (void ignored), optionally class-weighted, plus a soft Dice term."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from seg.data.labels import VOID
+
+
+def nearest_targets(target: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Targets (N x H x W ids, void = -1) resized to ``size`` by nearest neighbour: what a loss on
+    logits below the input size compares against (``SegModule(low_res_loss=True)``)."""
+    return nnf.interpolate(target[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+class SegLoss(nn.Module):
+    """``CE(weight=w) + dice_weight * soft Dice``; void pixels (-1) count in neither term.
+
+    ``class_weight_power`` p > 0 weights class c by ``(median_freq / freq_c) ** p`` (p = 1 is SegNet's
+    median-frequency balancing, 0.5 a milder version), from the training split's pixel counts given
+    to :meth:`set_class_counts`. The Dice term is 1 - mean Dice over the classes present in the batch
+    (as segmentation_models_pytorch's multiclass DiceLoss), computed from the softmax.
+    """
+
+    def __init__(
+        self, num_classes: int = 23, class_weight_power: float = 0.0, dice_weight: float = 0.0, smooth: float = 1.0
+    ):
+        super().__init__()  # the values are checked with every setting (seg.run.settings)
+        self.num_classes, self.power = num_classes, class_weight_power
+        self.dice_weight, self.smooth = dice_weight, smooth
+        # recomputed from the data at every fit; not in the state dict, so checkpoints of any loss load
+        self.register_buffer("class_weights", torch.ones(num_classes), persistent=False)
+        self._counts_set = False
+
+    @property
+    def needs_class_counts(self) -> bool:
+        return self.power > 0
+
+    def set_class_counts(self, counts: torch.Tensor) -> None:
+        """Class weights from per-class pixel counts; classes with no pixels get weight 0."""
+        counts = torch.as_tensor(counts, dtype=torch.float64)
+        if counts.shape != (self.num_classes,):
+            raise ValueError(f"expected {self.num_classes} class counts, got shape {tuple(counts.shape)}")
+        freq = counts / counts.sum()
+        present = freq > 0
+        w = torch.zeros_like(freq)
+        w[present] = (freq[present].median() / freq[present]) ** self.power
+        self.class_weights.copy_(w.to(self.class_weights))
+        self._counts_set = True
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.power > 0 and not self._counts_set:
+            raise RuntimeError(
+                "model.loss.class_weight_power > 0 needs the training split's class pixel counts: call "
+                "set_class_counts(datamodule.class_pixel_counts('train')) before training (seg.train does)"
+            )
+        weight = self.class_weights if self.power > 0 else None
+        if not self.dice_weight:
+            return nnf.cross_entropy(logits, target, weight=weight, ignore_index=VOID)
+        logp = logits.float().log_softmax(1)  # one softmax for both terms
+        ce = nnf.nll_loss(logp, target, weight=weight, ignore_index=VOID)
+        return ce + self.dice_weight * self._dice(logp.exp(), target)
+
+    def dice(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """1 - mean soft Dice over the classes that occur in ``target`` (void masked out)."""
+        return self._dice(logits.float().softmax(1), target)
+
+    def _dice(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Per-class sums by gather / index_add / bincount rather than a one-hot NxCxHxW target:
+        # the same value, ~3x faster forward + backward on 8x23x240x240 maps on the CPU.
+        valid = target != VOID
+        t = target.clamp(min=0)
+        labels = t[valid]
+        if labels.numel() == 0:  # an all-void batch: no Dice signal
+            return probs.sum() * 0.0
+        p_true = probs.gather(1, t[:, None])[:, 0][valid]  # probability of the true class
+        inter = torch.zeros(self.num_classes, dtype=probs.dtype, device=probs.device).index_add_(0, labels, p_true)
+        pred_sum = (probs * valid[:, None]).sum((0, 2, 3))
+        true_sum = torch.bincount(labels, minlength=self.num_classes).to(probs.dtype)
+        present = true_sum > 0
+        score = (2 * inter + self.smooth) / (pred_sum + true_sum + self.smooth)
+        return 1 - score[present].mean()

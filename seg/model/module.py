@@ -1,0 +1,157 @@
+"""The LightningModule: loss, masked metrics, optimizer and scheduler around a segmentation net."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
+
+from seg.data.labels import VOID
+from seg.errors import ConfigError
+from seg.model.inference import TTA, predict_logits
+from seg.model.losses import SegLoss, nearest_targets
+
+
+def _plain(cfg: Any) -> Any:
+    """DictConfig -> plain dict, so that hyperparameters pickle and log cleanly."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+class SegModule(pl.LightningModule):
+    """Trains ``net`` with cross-entropy (void ignored); logs masked pixel accuracy and mIoU.
+
+    ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (``_target_``; the latter two with
+    ``_partial_: true``). They are stored as hyperparameters, so a checkpoint alone rebuilds the model.
+    ``net`` may also be a ready ``nn.Module`` (then it is not stored). ``loss`` is a
+    :class:`seg.model.losses.SegLoss` config (default: plain cross-entropy); ``encoder_lr_mult`` scales the
+    learning rate of ``net.encoder``'s trainable tensors (fine-tune the pretrained encoder gently).
+    ``low_res_loss``: the training loss is taken on the decoder's own logits (stride 4 for the skip
+    net) against nearest-downsampled targets, as DeepLab trains; validation and test stay at full size.
+    """
+
+    def __init__(
+        self,
+        net: Mapping | nn.Module,
+        optimizer: Mapping | None = None,
+        scheduler: Mapping | None = None,
+        num_classes: int = 23,
+        monitor: str = "val/acc",
+        channels_last: bool = False,
+        compile: bool = False,
+        loss: Mapping | None = None,
+        encoder_lr_mult: float = 1.0,
+        low_res_loss: bool = False,
+    ):
+        super().__init__()
+        # plain dicts, not Hydra DictConfigs: checkpoints then load with torch.load(weights_only=True)
+        net, optimizer, scheduler, loss = (_plain(c) for c in (net, optimizer, scheduler, loss))
+        is_module = isinstance(net, nn.Module)
+        # every argument is stored (the checkpoint alone rebuilds the module) but a ready-made net, and
+        # compile, a runtime speed option; seg.train logs the whole run config itself (logger=False)
+        self.save_hyperparameters(ignore=["net", "compile"] if is_module else ["compile"], logger=False)
+        self.net = net if is_module else instantiate(net)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        if compile:
+            # torch.compile in place (nn.Module.compile): state_dict keys stay unchanged. A runtime
+            # speed option, not part of the model, so it is not stored in the checkpoint.
+            self.net.compile()
+        # plain cross-entropy with void ignored unless a seg.model.losses.SegLoss config asks for more
+        self.criterion = instantiate(loss) if loss else SegLoss(num_classes)
+        # average="micro": the masked pixel accuracy (the torchmetrics default, macro, is another metric).
+        acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID)
+        metrics = MetricCollection({"acc": acc, "miou": MulticlassJaccardIndex(num_classes, ignore_index=VOID)})
+        # Separate metric state per stage, so validation never mixes into training numbers. mIoU
+        # over a shuffled epoch of a changing net says little, so training tracks accuracy only.
+        # Input checks cost ~2.5x the update itself on 8x240x240 maps; the training step is the hot
+        # path and its targets are the same as val/test's, which keep the checks.
+        train_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID, validate_args=False)
+        self.train_metrics = MetricCollection({"acc": train_acc}, prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        # pixel counts (ground truth x prediction) of the test split, drawn by seg.callbacks.images.TestReport
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID)
+        # test-time augmentation of the test stage (seg.model.inference's TTA; seg.train sets it from test_tta):
+        # not a hyperparameter of the weights, so not saved in checkpoints
+        self.test_tta: TTA = False
+
+    def forward(self, x: torch.Tensor, full_size: bool = True) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        # the keyword only when asked: a ready-made net given as ``net`` may not take it
+        return self.net(x) if full_size else self.net(x, full_size=False)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection) -> torch.Tensor:
+        x, y = batch
+        if stage == "train" and self.hparams.get("low_res_loss"):
+            # upsampling 23 logit maps to the input size and the loss over every pixel took about a third
+            # of a training step on the CPU; at the decoder's stride 4 they cost a sixteenth of that
+            logits = self(x, full_size=False)
+            y = nearest_targets(y, logits.shape[-2:])
+        elif stage == "test" and self.test_tta:
+            logits = predict_logits(self, x, self.test_tta)
+        else:
+            logits = self(x)
+        loss = self.criterion(logits, y)
+        # max().indices equals argmax() (first maximum on ties) but is ~3x faster over the class
+        # dimension of an NCHW CPU tensor: argmax was ~10% of a training step
+        pred = logits.detach().max(1).indices
+        metrics.update(pred, y)
+        if stage == "test":
+            self.test_confusion.update(pred, y)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=x.shape[0],
+            sync_dist=True,
+        )  # averaged over processes under DDP (a no-op in one process)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val", self.val_metrics)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test", self.test_metrics)
+
+    def predict_step(self, batch, batch_idx):
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).argmax(1)
+
+    def configure_optimizers(self):
+        # Frozen encoder tensors (requires_grad=False) are left out of the optimizer.
+        params = [p for p in self.parameters() if p.requires_grad]
+        mult = self.hparams.get("encoder_lr_mult", 1.0)
+        if mult != 1.0:
+            if not hasattr(self.net, "encoder"):
+                raise ConfigError(f"model.encoder_lr_mult={mult}: the net has no .encoder; use 1.0")
+            enc = {id(p) for p in self.net.encoder.parameters()}
+            lr = self.hparams.optimizer["lr"]
+            params = [
+                {"params": [p for p in params if id(p) not in enc]},
+                {"params": [p for p in params if id(p) in enc], "lr": lr * mult},
+            ]
+        optimizer = instantiate(self.hparams.optimizer)(params=params)
+        if not self.hparams.scheduler:
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor, "interval": "epoch"},
+        }

@@ -1,0 +1,156 @@
+"""Segmentation nets: a MobileNetV2 encoder, a decoder, a 1x1 classifier, logits at the input size.
+
+:class:`EncoderDecoder` holds the forward once (encoder -> projection -> decoder -> classifier ->
+resize); the two nets differ only in their decoder: :class:`MobileNetSeg` (the course's
+transposed-convolution reference) and :class:`MobileNetSkipSeg` (skip connections from the stride
+16/8/4 features). Attribute names are the checkpoints' state_dict keys: keep them.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+MOBILENET_V2_TENSORS = 156  # parameter tensors of torchvision's MobileNetV2 features (freeze_params range)
+
+
+def mobilenet_v2_encoder(weights: str | None = "IMAGENET1K_V1", freeze_params: int = 0) -> nn.Sequential:
+    """torchvision's MobileNetV2 ``features`` (stride 32, 1280 channels).
+
+    Weights go through torchvision's weights API, so they are downloaded once into ``TORCH_HOME``.
+    The first ``freeze_params`` parameter tensors get ``requires_grad=False``.
+    """
+    encoder = mobilenet_v2(weights=MobileNet_V2_Weights[weights] if weights else None).features
+    for p in list(encoder.parameters())[:freeze_params]:
+        p.requires_grad_(False)
+    return encoder
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    """k x k convolution (same padding) + BatchNorm + ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+def up_block(cin: int, cout: int) -> nn.Sequential:
+    """Stride-2 3x3 transposed conv that exactly doubles H and W, + BatchNorm + ReLU."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (optionally only those with ``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+class EncoderDecoder(nn.Module):
+    """MobileNetV2 ``features`` -> 1x1 projection -> :meth:`decode` -> 1x1 classifier -> input size.
+
+    Subclasses set ``SKIPS`` (encoder blocks whose outputs the decoder also gets, deepest first),
+    build their decoder from :attr:`skip_channels` and end with :meth:`add_classifier`.
+    """
+
+    SKIPS: tuple[int, ...] = ()
+
+    def __init__(self, weights: str | None, freeze_params: int, proj_channels: int) -> None:
+        super().__init__()
+        self.encoder = mobilenet_v2_encoder(weights, freeze_params)
+        self.project = conv_bn_relu(self.encoder[-1].out_channels, proj_channels, k=1)
+
+    @property
+    def skip_channels(self) -> tuple[int, ...]:
+        """Channels of the ``SKIPS`` features, read off torchvision's blocks."""
+        return tuple(self.encoder[i].out_channels for i in self.SKIPS)
+
+    def add_classifier(self, channels: int, num_classes: int) -> None:
+        self.classifier = nn.Conv2d(channels, num_classes, 1)
+
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, full_size: bool = True) -> torch.Tensor:
+        """Logits at the input size; ``full_size=False``: at the decoder's own resolution (for a cheaper loss)."""
+        size = x.shape[-2:]
+        skips: dict[int, torch.Tensor] = {}
+        y = x
+        for i, block in enumerate(self.encoder):
+            y = block(y)
+            if i in self.SKIPS:
+                skips[i] = y
+        y = self.classifier(self.decode(self.project(y), [skips[i] for i in self.SKIPS]))
+        if not full_size:
+            return y
+        # The encoder rounds odd sizes up at each of its 5 stride-2 steps (240 -> 8 -> 256 after the
+        # reference decoder; 213 -> 7 -> 224), and the skip decoder ends at stride 4: the logits are
+        # resized back to the input size, so any H, W works. A traced or exported graph always keeps
+        # the resize (a no-op when the sizes match): the size check would be frozen at the example's.
+        if torch.jit.is_tracing() or torch.compiler.is_exporting() or y.shape[-2:] != size:
+            y = nnf.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return y
+
+
+class MobileNetSeg(EncoderDecoder):
+    """The I2DL reference encoder-decoder, within the 5M-parameter budget.
+
+    Taken literally (a 3x3 transposed conv straight from 1280 to 256 channels) the reference has
+    5.57M parameters; a 1x1 projection of the 1280 encoder channels to ``proj_channels`` first keeps
+    the five-stage decoder and brings the total to about 3.5M.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 23,
+        weights: str | None = "IMAGENET1K_V1",
+        freeze_params: int = 50,
+        proj_channels: int = 256,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 32),
+    ) -> None:
+        super().__init__(weights, freeze_params, proj_channels)
+        chans = [proj_channels, *decoder_channels]
+        self.decoder = nn.Sequential(*(up_block(a, b) for a, b in itertools.pairwise(chans)))
+        self.add_classifier(chans[-1], num_classes)
+
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        return self.decoder(x)
+
+
+class MobileNetSkipSeg(EncoderDecoder):
+    """MobileNetV2 encoder with a U-Net-like decoder using skips from its stride-16/8/4 features.
+
+    Each decoder stage upsamples bilinearly to the size of the next skip feature (so odd input sizes
+    work), concatenates it (stride 16: 96 channels after ``features[13]``, stride 8: 32 after
+    ``features[6]``, stride 4: 24 after ``features[3]``) and fuses with a 3x3 conv + BN + ReLU. The
+    stride-4 logits are resized to the input size. About 3.1M parameters with the defaults.
+    """
+
+    SKIPS = (13, 6, 3)  # indices into mobilenet_v2().features whose outputs feed the decoder
+
+    def __init__(
+        self,
+        num_classes: int = 23,
+        weights: str | None = "IMAGENET1K_V1",
+        freeze_params: int = 50,
+        proj_channels: int = 256,
+        decoder_channels: Sequence[int] = (128, 64, 48),
+    ) -> None:
+        super().__init__(weights, freeze_params, proj_channels)
+        chans = [proj_channels, *decoder_channels]
+        self.fuse = nn.ModuleList(
+            conv_bn_relu(cin + skip, cout) for cin, skip, cout in zip(chans[:-1], self.skip_channels, chans[1:])
+        )
+        self.add_classifier(chans[-1], num_classes)
+
+    def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+        for s, fuse in zip(skips, self.fuse):
+            x = nnf.interpolate(x, size=s.shape[-2:], mode="bilinear", align_corners=False)
+            x = fuse(torch.cat([x, s], 1))
+        return x

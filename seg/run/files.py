@@ -1,0 +1,48 @@
+"""How the project writes files: whole or not at all, with the permissions the user's umask gives, and
+one CSV dialect. Every file a run leaves (results, reports, predictions, summaries) goes through here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text or bytes) to a temp file beside ``path`` and rename it into place: never
+    half-written. The file gets the mode a plain ``open()`` would give (0666 less the umask): temp
+    files are created 0600, which would hide results from the rest of a group."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+        f.write(data)
+    try:
+        os.chmod(f.name, 0o666 & ~_umask())
+        os.replace(f.name, path)
+    except BaseException:
+        Path(f.name).unlink(missing_ok=True)
+        raise
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
+    """Rows as CSV text: a header of ``fields``, ``\\n`` line ends, None as an empty cell."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: "" if r.get(k) is None else r.get(k) for k in fields} for r in rows)
+    return buf.getvalue()
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> None:
+    """:func:`csv_text` written atomically to ``path``."""
+    atomic_write(path, csv_text(rows, fields))

@@ -1,0 +1,170 @@
+"""Photos in every format and mode users have, upright by EXIF; finding them; unreadable files named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seg.deploy.photos import PhotoError, find_photos, load_photo, photo_size
+
+H, W = 21, 34  # odd, non-square: a transposed or cropped photo cannot pass
+
+
+def rgb_photo(h: int = H, w: int = W, seed: int = 0) -> np.ndarray:
+    """A smooth colour photo (gradients, so lossy codecs keep it close) with some texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([255 * yy / max(h - 1, 1), 255 * xx / max(w - 1, 1), 128 + 0 * xx], -1)
+    return np.clip(base + rng.integers(-10, 10, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def save(image: Image.Image, path, **params) -> None:
+    image.save(path, **params)
+    assert path.stat().st_size > 0
+
+
+# (file suffix, save parameters): lossless ones compare exactly
+LOSSLESS = {".png": {}, ".bmp": {}, ".tif": {}, ".webp": {"lossless": True}}
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif", ".webp", ".jpg"])
+def test_rgb_in_every_format(suffix, tmp_path):
+    photo = rgb_photo()
+    path = tmp_path / f"photo{suffix}"
+    save(Image.fromarray(photo), path, **LOSSLESS.get(suffix, {"quality": 95}))
+    out = load_photo(path)
+    assert out.shape == (H, W, 3) and out.dtype == np.uint8
+    if suffix in LOSSLESS:
+        np.testing.assert_array_equal(out, photo)
+    else:
+        assert np.abs(out.astype(int) - photo).mean() < 6  # JPEG: close, not equal
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif", ".jpg", ".webp"])
+def test_grayscale_becomes_three_equal_channels(suffix, tmp_path):
+    grey = rgb_photo()[..., 0]
+    path = tmp_path / f"grey{suffix}"
+    save(Image.fromarray(grey), path, **LOSSLESS.get(suffix, {"quality": 95}))
+    out = load_photo(path)
+    assert out.shape == (H, W, 3)
+    np.testing.assert_array_equal(out[..., 0], out[..., 1])
+    np.testing.assert_array_equal(out[..., 1], out[..., 2])
+    diff = np.abs(out[..., 0].astype(int) - grey)
+    assert diff.max() == 0 if suffix in LOSSLESS else diff.mean() < 6
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".webp"])
+def test_alpha_is_composited_over_black(suffix, tmp_path):
+    photo = rgb_photo()
+    alpha = np.tile(np.linspace(0, 255, W).astype(np.uint8), (H, 1))  # transparent left, opaque right
+    path = tmp_path / f"alpha{suffix}"
+    save(Image.fromarray(np.dstack([photo, alpha])), path, **LOSSLESS.get(suffix, {}))
+    out = load_photo(path).astype(int)
+    expected = photo.astype(int) * alpha[..., None] / 255
+    assert np.abs(out - expected).max() <= 1
+    assert (out[:, 0] == 0).all() and np.array_equal(out[:, -1], photo[:, -1])
+
+
+@pytest.mark.parametrize("suffix", [".png", ".bmp", ".tif"])
+def test_palette_photos_use_their_palette(suffix, tmp_path):
+    paletted = Image.fromarray(rgb_photo()).quantize(colors=16)
+    path = tmp_path / f"palette{suffix}"
+    save(paletted, path)
+    colours = np.array(paletted.getpalette(), dtype=np.uint8).reshape(-1, 3)
+    np.testing.assert_array_equal(load_photo(path), colours[np.array(paletted)])
+
+
+def test_palette_with_a_transparent_entry(tmp_path):
+    paletted = Image.fromarray(rgb_photo()).quantize(colors=8)
+    index = np.array(paletted)
+    path = tmp_path / "transparent.png"
+    save(paletted, path, transparency=int(index[0, 0]))
+    out = load_photo(path)
+    assert (out[index == index[0, 0]] == 0).all()  # the transparent entry is black
+    colours = np.array(paletted.getpalette(), dtype=np.uint8).reshape(-1, 3)
+    np.testing.assert_array_equal(out[index != index[0, 0]], colours[index[index != index[0, 0]]])
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".tif"])
+def test_cmyk(suffix, tmp_path):
+    photo = rgb_photo()
+    path = tmp_path / f"cmyk{suffix}"
+    save(Image.fromarray(photo).convert("CMYK"), path, **({"quality": 95} if suffix == ".jpg" else {}))
+    with Image.open(path) as im:
+        assert im.mode == "CMYK"
+    out = load_photo(path)
+    assert out.shape == (H, W, 3)
+    assert np.abs(out.astype(int) - photo).mean() < (6 if suffix == ".jpg" else 1)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16_bit_grayscale_keeps_its_top_8_bits(suffix, tmp_path):
+    values = (np.arange(H * W).reshape(H, W) * 97 % 65536).astype(np.uint16)
+    path = tmp_path / f"deep{suffix}"
+    save(Image.fromarray(values), path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")
+    out = load_photo(path)
+    np.testing.assert_array_equal(out[..., 0], values // 257)
+    assert out.dtype == np.uint8 and (out[..., 0] == out[..., 2]).all()
+
+
+@pytest.mark.parametrize(("orientation", "turn"), [(3, 2), (6, -1), (8, 1)])
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif", ".webp"])
+def test_exif_orientation_is_applied(orientation, turn, suffix, tmp_path):
+    photo = rgb_photo()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"turned{suffix}"
+    save(Image.fromarray(photo), path, exif=exif, **LOSSLESS.get(suffix, {"quality": 95}))
+    upright = np.rot90(photo, k=turn)  # orientation 6: turn 90 degrees clockwise to display
+    out = load_photo(path)
+    assert out.shape == upright.shape
+    assert np.abs(out.astype(int) - upright).mean() < (6 if suffix == ".jpg" else 0.5)
+    assert photo_size(path) == (upright.shape[1], upright.shape[0])
+
+
+def test_pil_images_and_arrays(tmp_path):
+    photo = rgb_photo()
+    np.testing.assert_array_equal(load_photo(Image.fromarray(photo)), photo)
+    grey = Image.fromarray(photo).convert("L")
+    np.testing.assert_array_equal(load_photo(grey), np.repeat(np.array(grey)[..., None], 3, 2))
+    assert load_photo(photo) is photo
+    for bad in (photo[..., 0], photo.astype(np.float32), np.dstack([photo, photo[..., :1]]), photo[:0]):
+        with pytest.raises(PhotoError, match="HxWx3 uint8"):
+            load_photo(bad)
+
+
+@pytest.mark.parametrize("content", [b"not a photo at all", b"\xff\xd8\xff\xe0 truncated"])
+def test_unreadable_file_is_named(content, tmp_path):
+    path = tmp_path / "broken.jpg"
+    path.write_bytes(content)
+    with pytest.raises(PhotoError, match=r"broken\.jpg: cannot be read as a photo"):
+        load_photo(path)
+
+
+def test_truncated_photo_is_named(tmp_path):
+    path = tmp_path / "cut.jpg"
+    Image.fromarray(rgb_photo(200, 300)).save(path, quality=95)
+    path.write_bytes(path.read_bytes()[:2000])  # the header survives: the size reads, the pixels do not
+    assert photo_size(path) == (300, 200)
+    with pytest.raises(PhotoError, match=r"cut\.jpg"):
+        load_photo(path)
+
+
+def test_find_photos_in_a_file_a_folder_and_a_glob(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("b.jpg", "a.PNG", "c.webp", "notes.txt", "sub/d.tif"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in find_photos(str(tmp_path))] == ["a.PNG", "b.jpg", "c.webp"]  # not sub/, not .txt
+    assert [p.name for p in find_photos(str(tmp_path / "**" / "*"))] == ["a.PNG", "b.jpg", "c.webp", "d.tif"]
+    assert [p.name for p in find_photos(str(tmp_path / "*.jpg"))] == ["b.jpg"]
+    assert find_photos(str(tmp_path / "notes.txt")) == [tmp_path / "notes.txt"]  # a named file is tried as it is
+    with pytest.raises(PhotoError, match="no such file or folder"):
+        find_photos(str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PhotoError, match="no photos there"):
+        find_photos(str(tmp_path / "empty"))
+    with pytest.raises(PhotoError, match="no photos there"):
+        find_photos(str(tmp_path / "*.gif"))
