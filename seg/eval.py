@@ -25,7 +25,7 @@ def score(model: torch.nn.Module, loader: Any, tta: TTA = False, max_side: int |
 
     Images with a side over ``max_side`` go through the net shrunk to it, as ``seg.predict`` does.
     """
-    scored = SplitScore()
+    scored = SplitScore(model.label_set)
     for x, y in loader:
         scored.update(photo_ids(model, x, tta, max_side), y)
     return scored.compute()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -9,7 +11,7 @@ from matplotlib.figure import Figure  # figures without pyplot: rendered off-scr
 from pytorch_lightning.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
-from seg.data.labels import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE
+from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD
 from seg.deploy.pictures import colorize
 from seg.model.metrics import class_iou
 
@@ -22,9 +24,9 @@ def _tensorboard(trainer: pl.Trainer):
     return None
 
 
-def colour_tile(ids: torch.Tensor) -> torch.Tensor:
-    """HxW class ids -> 3xHxW float image in the class colours, void black (a tile of the grid)."""
-    return torch.from_numpy(colorize(ids.cpu().numpy(), PALETTE)).permute(2, 0, 1).float() / 255
+def colour_tile(ids: torch.Tensor, palette: np.ndarray) -> torch.Tensor:
+    """HxW class ids -> 3xHxW float image in the class colours, ignored pixels black (a tile of the grid)."""
+    return torch.from_numpy(colorize(ids.cpu().numpy(), palette)).permute(2, 0, 1).float() / 255
 
 
 def denormalize(x: torch.Tensor, normalized: bool) -> torch.Tensor:
@@ -59,9 +61,9 @@ class PredictionImages(pl.Callback):
             pred = pl_module(x).argmax(1).cpu()
         pl_module.train(was_training)
         normalized = bool(getattr(dm, "hparams", {}).get("normalize", False))
-        tiles = []
+        tiles, palette = [], pl_module.label_set.palette
         for (image, target), p in zip(samples, pred):
-            tiles += [denormalize(image, normalized).cpu(), colour_tile(target), colour_tile(p)]
+            tiles += [denormalize(image, normalized).cpu(), colour_tile(target, palette), colour_tile(p, palette)]
         writer.add_image("val/predictions", make_grid(tiles, nrow=3, padding=2), trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -74,7 +76,7 @@ class PredictionImages(pl.Callback):
         self._log(trainer, pl_module)
 
 
-def confusion_figure(confmat: np.ndarray, names=CLASS_NAMES) -> Figure:
+def confusion_figure(confmat: np.ndarray, names: Sequence[str]) -> Figure:
     """Row-normalised confusion matrix (rows = ground truth) with class names."""
     rows = confmat.sum(1, keepdims=True)
     norm = np.divide(confmat, rows, out=np.zeros(confmat.shape, dtype=float), where=rows > 0)
@@ -90,7 +92,7 @@ def confusion_figure(confmat: np.ndarray, names=CLASS_NAMES) -> Figure:
     return fig
 
 
-def iou_figure(iou: np.ndarray, names=CLASS_NAMES) -> Figure:
+def iou_figure(iou: np.ndarray, names: Sequence[str]) -> Figure:
     """Per-class IoU bars; classes absent from ground truth and predictions are left empty."""
     fig = Figure(figsize=(9, 4))
     ax = fig.subplots()
@@ -111,5 +113,6 @@ class TestReport(pl.Callback):
         writer = _tensorboard(trainer)
         if writer is None or not trainer.is_global_zero:
             return
-        writer.add_figure("test/confusion_matrix", confusion_figure(confmat), trainer.global_step)
-        writer.add_figure("test/per_class_iou", iou_figure(class_iou(confmat)), trainer.global_step)
+        names = pl_module.label_set.names
+        writer.add_figure("test/confusion_matrix", confusion_figure(confmat, names), trainer.global_step)
+        writer.add_figure("test/per_class_iou", iou_figure(class_iou(confmat), names), trainer.global_step)

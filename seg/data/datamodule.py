@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from seg.data.archive import ARCHIVE_DIR, DEFAULT_SHA256, DEFAULT_URL, prepare_data
 from seg.data.dataset import MSRCDataset
-from seg.data.labels import NUM_CLASSES
+from seg.data.labels import MSRC, LabelSet
 from seg.data.sampling import EpochSampler
 from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT
 from seg.data.transforms import EvalPreset, TrainPreset
@@ -54,6 +54,11 @@ class MSRCDataModule(pl.LightningDataModule):
         self._resume: dict[str, int] = {}  # from a checkpoint: the interrupted epoch and its batches done
 
     @property
+    def label_set(self) -> LabelSet:
+        """The classes of the data set: MSRC-v2's 23, void (-1) ignored."""
+        return MSRC
+
+    @property
     def root(self) -> Path:
         return Path(self.hparams.data_dir) / ARCHIVE_DIR
 
@@ -81,7 +86,9 @@ class MSRCDataModule(pl.LightningDataModule):
 
     def class_pixel_counts(self, split: str = "train") -> torch.Tensor:
         """Non-void pixels per class over the split's full targets (for class-weighted losses)."""
-        return torch.as_tensor(self.split_dataset(split).class_pixel_counts(NUM_CLASSES), dtype=torch.int64)
+        return torch.as_tensor(
+            self.split_dataset(split).class_pixel_counts(self.label_set.num_classes), dtype=torch.int64
+        )
 
     def dataloader(self, split: str, sampler: EpochSampler | None = None) -> DataLoader:
         """A loader over one split (set up before), in order unless a sampler is given."""

@@ -1,21 +1,116 @@
-"""The MSRC-v2 label table: 23 classes + void, their colours, colour <-> id coding, ImageNet statistics.
+"""Label sets: the classes of a data set (names, one colour each, the id no loss or metric counts),
+colour masks decoded to ids, the MSRC-v2 table, and ImageNet statistics.
 
-NumPy only, so that anything that needs class names or colours (metrics, losses, pictures, an
-exported model's metadata) can import it without the data pipeline or the training stack.
+A :class:`LabelSet` comes from the data (MSRC's table, a ``classes.txt``, ``data.classes``, a palette
+PNG) and travels with what is trained on it: the LightningModule's hyperparameters (so every
+checkpoint), the export metadata, the pictures. NumPy only, so that metrics, pictures and the
+deployment API import it without the data pipeline or the training stack.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import NamedTuple
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 
-VOID = -1  # the id of unlabelled pixels: ignored by the loss and by every metric
+VOID = -1  # MSRC's id of unlabelled pixels (its targets are decoded to -1): ignored by the loss and every metric
 
 # the normalisation of torchvision's ImageNet weights (data.normalize=true)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_palette(n: int) -> np.ndarray:
+    """``n`` distinct colours (n x 3 uint8): PASCAL VOC's bit-interleaved colour map, the palette most
+    segmentation masks and viewers use, so ids 0..n-1 look as they would in a VOC palette PNG."""
+    ids = np.arange(n)
+    palette = np.zeros((n, 3), np.int64)
+    for shift in range(7, -1, -1):
+        for channel in range(3):
+            palette[:, channel] |= ((ids >> (3 * (7 - shift) + channel)) & 1) << shift
+    return palette.astype(np.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class LabelSet:
+    """The classes of a data set: ``names[i]`` and ``palette[i]`` (RGB) are class ``i``'s; pixels whose id is
+    ``ignore_index`` count in no loss or metric. ``ignore_colours``: colours of a colour mask that decode
+    to ``ignore_index`` (MSRC's black void)."""
+
+    names: tuple[str, ...]
+    palette: np.ndarray = field(repr=False)
+    ignore_index: int = 255
+    ignore_colours: tuple[tuple[int, int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(str(n) for n in self.names))
+        palette = np.asarray(self.palette, dtype=np.int64).reshape(-1, 3)
+        if len(palette) != len(self.names) or (palette < 0).any() or (palette > 255).any():
+            raise ValueError(f"a palette needs one RGB row in 0..255 per class: {len(self.names)} classes")
+        object.__setattr__(self, "palette", palette.astype(np.uint8))
+        object.__setattr__(self, "ignore_colours", tuple(tuple(int(v) for v in c) for c in self.ignore_colours))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelSet) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash((self.names, self.palette.tobytes(), self.ignore_index, self.ignore_colours))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists and numbers: what checkpoints (``weights_only=True``) and JSON metadata hold."""
+        return {
+            "names": list(self.names),
+            "palette": self.palette.tolist(),
+            "ignore_index": int(self.ignore_index),
+            "ignore_colours": [list(c) for c in self.ignore_colours],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> LabelSet:
+        """The label set a checkpoint or export holds; None (written before label sets travelled) is MSRC."""
+        if not d:
+            return MSRC
+        names = list(d["names"])
+        palette = d.get("palette") or default_palette(len(names))
+        return cls(names, palette, int(d.get("ignore_index", 255)), tuple(map(tuple, d.get("ignore_colours") or ())))
+
+    @classmethod
+    def from_names(
+        cls, names: Sequence[str], colours: Sequence[Sequence[int] | None] | None = None, ignore_index: int = 255
+    ) -> LabelSet:
+        """Classes by name, each with its colour or (None, or no colours at all) the default palette's."""
+        fallback = default_palette(len(names))
+        rows = [fallback[i] if not colours or colours[i] is None else colours[i] for i in range(len(names))]
+        return cls(tuple(names), np.array(rows), ignore_index)
+
+    def decode_colours(self, rgb: np.ndarray, source: str = "mask") -> tuple[np.ndarray, dict[tuple, int]]:
+        """A colour-coded HxWx3 mask as HxW int64 ids (``ignore_colours`` -> ``ignore_index``), and the
+        colours found in no table with their pixel counts (those pixels get ``ignore_index``)."""
+        codes = [_code(c) for c in self.palette.tolist()] + [_code(c) for c in self.ignore_colours]
+        ids = [*range(self.num_classes)] + [self.ignore_index] * len(self.ignore_colours)
+        order = np.argsort(codes)
+        sorted_codes, sorted_ids = np.array(codes, np.int64)[order], np.array(ids, np.int64)[order]
+        rgb = rgb.astype(np.int64)
+        code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        pos = np.clip(np.searchsorted(sorted_codes, code), 0, len(sorted_codes) - 1)
+        known = sorted_codes[pos] == code
+        unknown: dict[tuple, int] = {}
+        if not known.all():
+            values, counts = np.unique(code[~known], return_counts=True)
+            unknown = {(int(v) >> 16, (int(v) >> 8) & 255, int(v) & 255): int(n) for v, n in zip(values, counts)}
+        return np.where(known, sorted_ids[pos], self.ignore_index), unknown
+
+
+def _code(rgb: Iterable[int]) -> int:
+    r, g, b = (int(v) for v in rgb)
+    return (r << 16) | (g << 8) | b
 
 
 class LabelClass(NamedTuple):
@@ -54,28 +149,20 @@ LABELS: tuple[LabelClass, ...] = (
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in LABELS if c.id != VOID)
 NUM_CLASSES = len(CLASS_NAMES)
 PALETTE = np.array([c.rgb for c in LABELS if c.id != VOID], dtype=np.uint8)  # row = class id
-
-# colour -> id lookup: 24-bit colour codes, sorted for np.searchsorted
-_CODES = np.array([(r << 16) | (g << 8) | b for _, _, (r, g, b) in LABELS], dtype=np.int64)
-_ORDER = np.argsort(_CODES)
-_SORTED_CODES = _CODES[_ORDER]
-_SORTED_IDS = np.array([c.id for c in LABELS], dtype=np.int64)[_ORDER]
+# MSRC-v2 as a label set: its targets decode to ids 0..22 and void (black) to -1
+MSRC = LabelSet(CLASS_NAMES, PALETTE, VOID, tuple(c.rgb for c in LABELS if c.id == VOID))
 
 
-def decode_target(rgb: np.ndarray, source: str = "target") -> np.ndarray:
-    """Colour-coded HxWx3 uint8 map -> HxW int64 class ids, void = -1.
+def decode_target(rgb: np.ndarray, source: str = "target", labels: LabelSet = MSRC) -> np.ndarray:
+    """Colour-coded HxWx3 uint8 map -> HxW int64 class ids (``labels``' table; MSRC's: void = -1).
 
-    Colours not in LABELS become void, with one warning naming ``source`` and the pixel count.
+    Colours not in the table become the ignore index, with one warning naming ``source`` and the pixel count.
     """
-    rgb = rgb.astype(np.int64)
-    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    pos = np.clip(np.searchsorted(_SORTED_CODES, code), 0, len(_SORTED_CODES) - 1)
-    known = _SORTED_CODES[pos] == code
-    if not known.all():
-        odd = {tuple(int(v) for v in c) for c in rgb[~known][:1000]}
+    ids, unknown = labels.decode_colours(rgb, source)
+    if unknown:
         warnings.warn(
-            f"{source}: {int((~known).sum())} pixels have colours outside the MSRC table "
-            f"(e.g. {sorted(odd)[:3]}); they are treated as void.",
+            f"{source}: {sum(unknown.values())} pixels have colours outside the "
+            f"{'MSRC' if labels == MSRC else 'class'} table (e.g. {sorted(unknown)[:3]}); they are treated as void.",
             stacklevel=2,
         )
-    return np.where(known, _SORTED_IDS[pos], VOID)
+    return ids

@@ -51,7 +51,7 @@ def load_deploy_net(ckpt_path: str | os.PathLike) -> tuple[DeployNet, dict[str, 
     module, data = load_model(ckpt_path)
     normalize = bool(data.get("normalize", True))
     net = DeployNet(module.net, normalize, bool(module.hparams.get("channels_last", False))).eval()
-    return net, describe(normalize, data.get("crop_size"), Path(ckpt_path).name)
+    return net, describe(module.label_set, normalize, data.get("crop_size"), Path(ckpt_path).name)
 
 
 @contextmanager

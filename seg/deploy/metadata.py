@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from seg.data.labels import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE
+from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD, LabelSet
 from seg.errors import SegError
 
 FORMAT = "seg-semantic-segmentation/1"  # bumped if the convention below changes
@@ -25,12 +25,15 @@ class ModelFileError(SegError, ValueError):
     """A model file is missing, unreadable, or was not written by seg.export."""
 
 
-def describe(normalize: bool, crop_size: int | None, checkpoint: str) -> dict[str, str]:
-    """The metadata of a model exported from ``checkpoint`` (its file name is kept, not its folder)."""
+def describe(labels: LabelSet, normalize: bool, crop_size: int | None, checkpoint: str) -> dict[str, str]:
+    """The metadata of a model trained on ``labels``, exported from ``checkpoint`` (its file name is kept,
+    not its folder)."""
     return {
         "seg.format": json.dumps(FORMAT),
-        "seg.class_names": json.dumps(list(CLASS_NAMES)),
-        "seg.palette": json.dumps(PALETTE.tolist()),  # row i = RGB of class i
+        "seg.class_names": json.dumps(list(labels.names)),
+        "seg.palette": json.dumps(labels.palette.tolist()),  # row i = RGB of class i
+        # the id of the training data's unlabelled pixels (never predicted: the output has no channel for it)
+        "seg.ignore_index": json.dumps(labels.ignore_index),
         "seg.input": json.dumps(
             {
                 "name": INPUT_NAME,
@@ -53,7 +56,7 @@ def describe(normalize: bool, crop_size: int | None, checkpoint: str) -> dict[st
                 "name": OUTPUT_NAME,
                 "dtype": "float32",
                 "layout": "NCHW",
-                "shape": ["batch", len(CLASS_NAMES), "height", "width"],  # at the input's size
+                "shape": ["batch", labels.num_classes, "height", "width"],  # at the input's size
                 "class_ids": "argmax over dimension 1",
             }
         ),

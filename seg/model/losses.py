@@ -1,4 +1,4 @@
-"""Training losses: cross-entropy (void ignored), optionally class-weighted, plus a soft Dice term."""
+"""Training losses: cross-entropy (ignored pixels left out), optionally class-weighted, plus a soft Dice term."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from seg.data.labels import VOID
 
 
 def nearest_targets(target: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
-    """Targets (N x H x W ids, void = -1) resized to ``size`` by nearest neighbour: what a loss on
+    """Targets (N x H x W ids) resized to ``size`` by nearest neighbour: what a loss on
     logits below the input size compares against (``SegModule(low_res_loss=True)``)."""
     return nnf.interpolate(target[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
 
 
 class SegLoss(nn.Module):
-    """``CE(weight=w) + dice_weight * soft Dice``; void pixels (-1) count in neither term.
+    """``CE(weight=w) + dice_weight * soft Dice``; pixels of ``ignore_index`` (the data set's: MSRC's void
+    is -1) count in neither term.
 
     ``class_weight_power`` p > 0 weights class c by ``(median_freq / freq_c) ** p`` (p = 1 is SegNet's
     median-frequency balancing, 0.5 a milder version), from the training split's pixel counts given
@@ -25,11 +26,16 @@ class SegLoss(nn.Module):
     """
 
     def __init__(
-        self, num_classes: int = 23, class_weight_power: float = 0.0, dice_weight: float = 0.0, smooth: float = 1.0
+        self,
+        num_classes: int = 23,
+        class_weight_power: float = 0.0,
+        dice_weight: float = 0.0,
+        smooth: float = 1.0,
+        ignore_index: int = VOID,
     ):
         super().__init__()  # the values are checked with every setting (seg.run.settings)
         self.num_classes, self.power = num_classes, class_weight_power
-        self.dice_weight, self.smooth = dice_weight, smooth
+        self.dice_weight, self.smooth, self.ignore_index = dice_weight, smooth, ignore_index
         # recomputed from the data at every fit; not in the state dict, so checkpoints of any loss load
         self.register_buffer("class_weights", torch.ones(num_classes), persistent=False)
         self._counts_set = False
@@ -58,9 +64,9 @@ class SegLoss(nn.Module):
             )
         weight = self.class_weights if self.power > 0 else None
         if not self.dice_weight:
-            return nnf.cross_entropy(logits, target, weight=weight, ignore_index=VOID)
+            return nnf.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)
         logp = logits.float().log_softmax(1)  # one softmax for both terms
-        ce = nnf.nll_loss(logp, target, weight=weight, ignore_index=VOID)
+        ce = nnf.nll_loss(logp, target, weight=weight, ignore_index=self.ignore_index)
         return ce + self.dice_weight * self._dice(logp.exp(), target)
 
     def dice(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -70,8 +76,8 @@ class SegLoss(nn.Module):
     def _dice(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         # Per-class sums by gather / index_add / bincount rather than a one-hot NxCxHxW target:
         # the same value, ~3x faster forward + backward on 8x23x240x240 maps on the CPU.
-        valid = target != VOID
-        t = target.clamp(min=0)
+        valid = target != self.ignore_index
+        t = torch.where(valid, target, 0)
         labels = t[valid]
         if labels.numel() == 0:  # an all-void batch: no Dice signal
             return probs.sum() * 0.0

@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from seg.data.labels import CLASS_NAMES, NUM_CLASSES, VOID
+from seg.data.labels import MSRC, LabelSet
 
 
-def per_image_accuracy(pred: torch.Tensor, target: torch.Tensor) -> list[float]:
-    """Masked pixel accuracy of each image of a batch (NaN for an image that is all void)."""
-    valid = target != VOID
+def per_image_accuracy(pred: torch.Tensor, target: torch.Tensor, ignore_index: int = MSRC.ignore_index) -> list[float]:
+    """Masked pixel accuracy of each image of a batch (NaN for an image that is all ignored)."""
+    valid = target != ignore_index
     correct = ((pred == target) & valid).flatten(1).sum(1)
     total = valid.flatten(1).sum(1)
     return [c / t if t else float("nan") for c, t in zip(correct.tolist(), total.tolist())]
@@ -33,7 +33,9 @@ def class_iou(confmat: np.ndarray) -> np.ndarray:
     return np.divide(tp, union, out=np.full(len(tp), np.nan), where=union > 0)
 
 
-def metrics_from_confusion(confmat: np.ndarray, per_image_acc: list[float]) -> dict[str, Any]:
+def metrics_from_confusion(
+    confmat: np.ndarray, per_image_acc: list[float], names: tuple[str, ...] = MSRC.names
+) -> dict[str, Any]:
     """Accuracy, IoUs and per-class figures from a (ground truth x prediction) pixel count matrix."""
     confmat = np.asarray(confmat, dtype=np.int64)
     tp, gt = np.diag(confmat), confmat.sum(1)
@@ -50,7 +52,7 @@ def metrics_from_confusion(confmat: np.ndarray, per_image_acc: list[float]) -> d
         # over classes in the split's ground truth or predictions (union > 0)
         "miou": float(np.nanmean(iou)) if not np.isnan(iou).all() else None,
         "per_class": [
-            {"id": i, "name": CLASS_NAMES[i], "iou": num(iou[i]), "acc": num(acc[i]), "pixels": int(gt[i])}
+            {"id": i, "name": names[i], "iou": num(iou[i]), "acc": num(acc[i]), "pixels": int(gt[i])}
             for i in range(len(tp))
         ],
         "confusion_matrix": confmat.tolist(),
@@ -61,15 +63,16 @@ def metrics_from_confusion(confmat: np.ndarray, per_image_acc: list[float]) -> d
 class SplitScore:
     """Accumulates predictions of a split batch by batch; :meth:`compute` gives every metric above."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
-        self.confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID)
+    def __init__(self, labels: LabelSet = MSRC) -> None:
+        self.labels = labels
+        self.confusion = MulticlassConfusionMatrix(labels.num_classes, ignore_index=labels.ignore_index)
         self.per_image: list[float] = []
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         self.confusion.update(pred, target)
-        self.per_image += per_image_accuracy(pred, target)
+        self.per_image += per_image_accuracy(pred, target, self.labels.ignore_index)
 
     def compute(self) -> dict[str, Any]:
-        out = metrics_from_confusion(self.confusion.compute().numpy(), self.per_image)
+        out = metrics_from_confusion(self.confusion.compute().numpy(), self.per_image, self.labels.names)
         out["num_images"] = len(self.per_image)
         return out

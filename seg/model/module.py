@@ -13,10 +13,10 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
-from seg.data.labels import VOID
+from seg.data.labels import LabelSet
 from seg.errors import ConfigError
 from seg.model.inference import TTA, predict_logits
-from seg.model.losses import SegLoss, nearest_targets
+from seg.model.losses import nearest_targets
 
 
 def _plain(cfg: Any) -> Any:
@@ -25,7 +25,7 @@ def _plain(cfg: Any) -> Any:
 
 
 class SegModule(pl.LightningModule):
-    """Trains ``net`` with cross-entropy (void ignored); logs masked pixel accuracy and mIoU.
+    """Trains ``net`` with cross-entropy (ignored pixels left out); logs masked pixel accuracy and mIoU.
 
     ``net``, ``optimizer`` and ``scheduler`` are Hydra configs (``_target_``; the latter two with
     ``_partial_: true``). They are stored as hyperparameters, so a checkpoint alone rebuilds the model.
@@ -34,6 +34,9 @@ class SegModule(pl.LightningModule):
     learning rate of ``net.encoder``'s trainable tensors (fine-tune the pretrained encoder gently).
     ``low_res_loss``: the training loss is taken on the decoder's own logits (stride 4 for the skip
     net) against nearest-downsampled targets, as DeepLab trains; validation and test stay at full size.
+    ``labels``: the data set's :class:`~seg.data.labels.LabelSet` as a dict (None: MSRC, as checkpoints
+    written before label sets travelled mean). The number of classes of the net and the loss and the
+    ignore index of the loss and metrics follow it; it is stored, so it travels in every checkpoint.
     """
 
     def __init__(
@@ -41,17 +44,28 @@ class SegModule(pl.LightningModule):
         net: Mapping | nn.Module,
         optimizer: Mapping | None = None,
         scheduler: Mapping | None = None,
-        num_classes: int = 23,
+        num_classes: int | None = None,
         monitor: str = "val/acc",
         channels_last: bool = False,
         compile: bool = False,
         loss: Mapping | None = None,
         encoder_lr_mult: float = 1.0,
         low_res_loss: bool = False,
+        labels: Mapping | None = None,
     ):
         super().__init__()
         # plain dicts, not Hydra DictConfigs: checkpoints then load with torch.load(weights_only=True)
-        net, optimizer, scheduler, loss = (_plain(c) for c in (net, optimizer, scheduler, loss))
+        net, optimizer, scheduler, loss, labels = (_plain(c) for c in (net, optimizer, scheduler, loss, labels))
+        self.label_set = LabelSet.from_dict(labels)
+        labels, num_classes = self.label_set.to_dict(), self.label_set.num_classes  # stored as they are now
+        ignore = self.label_set.ignore_index
+        if isinstance(net, Mapping) and str(net.get("_target_", "")).startswith("seg.model.nets."):
+            net = {**net, "num_classes": num_classes}  # the classifier follows the data
+        loss = {
+            **(loss or {"_target_": "seg.model.losses.SegLoss"}),
+            "num_classes": num_classes,
+            "ignore_index": ignore,
+        }
         is_module = isinstance(net, nn.Module)
         # every argument is stored (the checkpoint alone rebuilds the module) but a ready-made net, and
         # compile, a runtime speed option; seg.train logs the whole run config itself (logger=False)
@@ -63,21 +77,21 @@ class SegModule(pl.LightningModule):
             # torch.compile in place (nn.Module.compile): state_dict keys stay unchanged. A runtime
             # speed option, not part of the model, so it is not stored in the checkpoint.
             self.net.compile()
-        # plain cross-entropy with void ignored unless a seg.model.losses.SegLoss config asks for more
-        self.criterion = instantiate(loss) if loss else SegLoss(num_classes)
+        # plain cross-entropy (ignored pixels left out) unless the SegLoss config asks for more
+        self.criterion = instantiate(loss)
         # average="micro": the masked pixel accuracy (the torchmetrics default, macro, is another metric).
-        acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID)
-        metrics = MetricCollection({"acc": acc, "miou": MulticlassJaccardIndex(num_classes, ignore_index=VOID)})
+        acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore)
+        metrics = MetricCollection({"acc": acc, "miou": MulticlassJaccardIndex(num_classes, ignore_index=ignore)})
         # Separate metric state per stage, so validation never mixes into training numbers. mIoU
         # over a shuffled epoch of a changing net says little, so training tracks accuracy only.
         # Input checks cost ~2.5x the update itself on 8x240x240 maps; the training step is the hot
         # path and its targets are the same as val/test's, which keep the checks.
-        train_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=VOID, validate_args=False)
+        train_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore, validate_args=False)
         self.train_metrics = MetricCollection({"acc": train_acc}, prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         # pixel counts (ground truth x prediction) of the test split, drawn by seg.callbacks.images.TestReport
-        self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=VOID)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore)
         # test-time augmentation of the test stage (seg.model.inference's TTA; seg.train sets it from test_tta):
         # not a hyperparameter of the weights, so not saved in checkpoints
         self.test_tta: TTA = False

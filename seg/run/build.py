@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from seg.data.labels import LabelSet
 from seg.run.hardware import auto_precision
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,11 @@ def build_datamodule(cfg: DictConfig, **overrides: Any) -> pl.LightningDataModul
     return instantiate(cfg.data, **overrides)
 
 
-def build_module(cfg: DictConfig) -> pl.LightningModule:
-    """``cfg.model`` with the ``optimizer`` and ``scheduler`` groups handed in (they are stored in checkpoints)."""
-    return instantiate(cfg.model, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"))
+def build_module(cfg: DictConfig, labels: LabelSet | None = None) -> pl.LightningModule:
+    """``cfg.model`` with the ``optimizer`` and ``scheduler`` groups and the data's ``labels`` handed in
+    (all stored in checkpoints; no labels: MSRC's)."""
+    labels = labels.to_dict() if labels is not None else None
+    return instantiate(cfg.model, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"), labels=labels)
 
 
 def _runs_on_cuda(accelerator: str) -> bool:
@@ -54,8 +57,9 @@ def build_trainer(cfg: DictConfig, **logger_kwargs: Any) -> pl.Trainer:
 
 
 def build(cfg: DictConfig, **logger_kwargs: Any) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
-    """Datamodule, module and trainer of a training run."""
-    return build_datamodule(cfg), build_module(cfg), build_trainer(cfg, **logger_kwargs)
+    """Datamodule, module and trainer of a training run; the module gets the datamodule's label set."""
+    datamodule = build_datamodule(cfg)
+    return datamodule, build_module(cfg, datamodule.label_set), build_trainer(cfg, **logger_kwargs)
 
 
 def hparams_for_table(cfg: DictConfig) -> dict:

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from seg.callbacks.images import colour_tile, confusion_figure, denormalize, iou_figure
-from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD, PALETTE
+from seg.data.labels import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 
 
 def test_tensorboard_has_prediction_images_figures_and_hparams(tiny_run):
@@ -38,7 +38,7 @@ def test_tensorboard_has_prediction_images_figures_and_hparams(tiny_run):
 
 def test_colorize_and_denormalize():
     ids = torch.tensor([[0, -1], [6, 22]])
-    rgb = colour_tile(ids)
+    rgb = colour_tile(ids, PALETTE)
     assert rgb.shape == (3, 2, 2)
     assert torch.allclose(rgb[:, 0, 0] * 255, torch.tensor(PALETTE[0], dtype=torch.float32))
     assert (rgb[:, 0, 1] == 0).all()  # void is black
@@ -50,7 +50,7 @@ def test_colorize_and_denormalize():
 
 def test_figures_have_the_class_names():
     cm = np.diag(np.arange(1, 24))
-    fig = confusion_figure(cm)
+    fig = confusion_figure(cm, CLASS_NAMES)
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()][:2] == ["building", "grass"]
-    bars = iou_figure(np.full(23, np.nan))  # classes absent everywhere are drawn empty, not as errors
+    bars = iou_figure(np.full(23, np.nan), CLASS_NAMES)  # classes absent everywhere are drawn empty, not as errors
     assert len(bars.axes[0].patches) == 23

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from seg.data.archive import ARCHIVE_DIR
 from seg.data.dataset import MSRCDataset
+from seg.data.labels import MSRC, LabelSet
 from seg.data.transforms import EvalPreset
 from seg.model.losses import SegLoss
 from seg.model.module import SegModule
@@ -93,9 +94,26 @@ def test_hyperparameters_are_plain_and_complete_and_compile_is_not_stored():
         "loss",
         "encoder_lr_mult",
         "low_res_loss",
+        "labels",
     }
     # plain containers, not Hydra's DictConfig: a checkpoint loads with torch.load(weights_only=True)
     assert type(hp["net"]) is dict and type(hp["optimizer"]) is dict and hp["encoder_lr_mult"] == 0.5
+    # no label set given: MSRC's, stored so that it travels with the checkpoint
+    assert hp["labels"] == MSRC.to_dict() and hp["num_classes"] == 23 and hp["loss"]["ignore_index"] == -1
+
+
+def test_the_net_loss_and_metrics_follow_the_label_set():
+    labels = LabelSet.from_names(["sky", "road", "car"], ignore_index=255)
+    module = SegModule(NET, ADAM, None, labels=labels.to_dict())
+    assert module.label_set == labels and module.hparams["labels"] == labels.to_dict()
+    x = torch.rand(2, 3, 64, 64)
+    assert module(x).shape == (2, 3, 64, 64)  # three classes, whatever the net config said
+    y = torch.randint(0, 3, (2, 64, 64))
+    y[:, :8] = 255  # ignored by the loss and the metrics
+    loss = module.criterion(module(x), y)
+    assert torch.isfinite(loss)
+    module.val_metrics.update(y.clone(), y)
+    assert module.val_metrics.compute()["val/acc"].item() == pytest.approx(1.0)
 
 
 def test_encoder_lr_multiplier_makes_two_param_groups():
