@@ -16,12 +16,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from seg.core.errors import SegError
+from seg.core.files import atomic_write
 from seg.deploy.formats import export_onnx, export_torchscript, load_deploy_net
 from seg.deploy.segmenter import Segmenter, parity
-from seg.errors import SegError
 from seg.run.build import build_datamodule
 from seg.run.entry import hydra_main, run_job
-from seg.run.files import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ from omegaconf import DictConfig
 from PIL import Image
 from tqdm import tqdm
 
+from seg.core.errors import ConfigError
+from seg.core.files import atomic_write, write_csv
 from seg.deploy.photos import PhotoError, find_photos, load_photo, photo_size
 from seg.deploy.pictures import class_shares, ids_png
 from seg.deploy.segmenter import Segmenter
-from seg.errors import ConfigError
 from seg.run.entry import hydra_main, run_job
-from seg.run.files import atomic_write, write_csv
 from seg.run.settings import tta_value
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from seg.errors import SegError
+from seg.core.errors import SegError
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.utils import download_url
 from tqdm import tqdm
 
+from seg.core.errors import SegError
 from seg.data.labels import decode_target
 from seg.data.splits import SPLITS, read_split
-from seg.errors import SegError
 
 DEFAULT_URL = "https://i2dl.vc.in.tum.de/static/data/segmentation_data.zip"
 # SHA-256 of the I2DL archive (76 MB): checked before extraction; data.sha256=null accepts any archive

@@ -1,10 +1,14 @@
-"""The split names, which Lightning stage serves each, and split list files (NumPy-free, torch-free)."""
+"""The split names, which Lightning stage serves each, split list files, seeded splits and k-fold
+assignment of a pool (NumPy only)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from seg.errors import SegError
+import numpy as np
+
+from seg.core.errors import SegError
 
 SPLITS = ("train", "val", "test")
 # the Lightning stage whose setup() builds a split's dataset
@@ -28,3 +32,42 @@ def read_split(path: Path, suffixes: tuple[str, ...] = (".bmp",)) -> list[str]:
         if name:
             names.append(next((name[: -len(s)] for s in suffixes if name.lower().endswith(s)), name))
     return names
+
+
+def seeded_split(names: Sequence[str], fractions: Sequence[float], seed: int = 0) -> dict[str, list[str]]:
+    """``names`` cut into train/val/test by ``fractions`` after a seeded shuffle: the same names and seed
+    give the same split on every machine (the order of ``names`` does not matter)."""
+    pool = sorted(names)
+    order = np.random.default_rng(seed).permutation(len(pool))
+    shares = np.asarray(fractions, dtype=float) / sum(fractions)
+    cuts = np.round(np.cumsum(shares) * len(pool)).astype(int)
+    bounds = [0, *cuts[:-1].tolist(), len(pool)]
+    return {s: sorted(pool[i] for i in order[bounds[k] : bounds[k + 1]]) for k, s in enumerate(SPLITS)}
+
+
+def fold_of(names: Sequence[str], classes: Mapping[str, Sequence[int]], folds: int, seed: int = 0) -> dict[str, int]:
+    """The fold (0..folds-1) of every name: stratified by each item's rarest class, then seeded.
+
+    Items are grouped by the rarest class they show (counted over all items), the rarest group first,
+    each group shuffled with ``seed``, and dealt round-robin over the folds, one counter throughout: every
+    fold gets its share of each rare class and the folds differ in size by at most one. An item with no
+    class (all ignored) counts as its own group.
+    """
+    counts: dict[int, int] = {}
+    for name in names:
+        for c in set(classes.get(name, ())):
+            counts[c] = counts.get(c, 0) + 1
+
+    def rarest(name: str) -> tuple[int, int]:
+        present = set(classes.get(name, ()))
+        return min(((counts[c], c) for c in present), default=(0, -1))
+
+    groups: dict[tuple[int, int], list[str]] = {}
+    for name in sorted(names):
+        groups.setdefault(rarest(name), []).append(name)
+    rng, assigned, turn = np.random.default_rng(seed), {}, 0
+    for key in sorted(groups):
+        for i in rng.permutation(len(groups[key])):
+            assigned[groups[key][i]] = turn % folds
+            turn += 1
+    return assigned

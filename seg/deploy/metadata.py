@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from seg.core.errors import SegError
 from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD, LabelSet
-from seg.errors import SegError
 
 FORMAT = "seg-semantic-segmentation/1"  # bumped if the convention below changes
 TORCHSCRIPT_FILE = "seg_metadata.json"  # the extra file of a TorchScript export holding the same keys

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from seg.errors import SegError
+from seg.core.errors import SegError
+from seg.data.masks import IMAGE_SUFFIXES
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what a folder or glob yields
+PHOTO_SUFFIXES = IMAGE_SUFFIXES  # what a folder or glob yields: the suffixes a data set's photos have
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grayscale (PNG, TIFF) opens as one of these
 _SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that turn the photo by 90 degrees
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from seg.errors import SegError
+from seg.core.errors import SegError
 from seg.model.module import SegModule
 
 

@@ -13,8 +13,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
+from seg.core.errors import ConfigError
 from seg.data.labels import LabelSet
-from seg.errors import ConfigError
 from seg.model.inference import TTA, predict_logits
 from seg.model.losses import nearest_targets
 

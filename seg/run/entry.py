@@ -1,6 +1,6 @@
 """What every entry point (``python -m seg.train``, ``seg.eval``, ``seg.predict``, ``seg.export``) shares:
 Hydra composes ``conf/<name>.yaml``, every setting is checked (:mod:`seg.run.settings`) before the job
-does any work, and a user error is one line with exit code 2 (:func:`seg.errors.user_errors`)."""
+does any work, and a user error is one line with exit code 2 (:func:`seg.core.errors.user_errors`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 
-from seg.errors import user_errors
+from seg.core.errors import user_errors
 from seg.run.settings import check_settings
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the project's Hydra configs

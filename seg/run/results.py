@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from seg.run.files import atomic_write, write_csv
+from seg.core.files import atomic_write, write_csv
 
 RESULT_FILE = "result.json"  # written by seg.train at the end of a run (rank 0 only)
 

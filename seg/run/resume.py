@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from seg.errors import ConfigError
+from seg.core.errors import ConfigError
 
 RESUME_KEYS = ("resume", "ckpt_path")
 # overrides of the original run that a resume never repeats (it sets them itself)

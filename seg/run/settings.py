@@ -3,7 +3,7 @@
 :data:`RULES` maps each key an entry point reads to a rule: a function of the value that says what is
 wrong with it ("must be an integer >= 1"), or None. :func:`check_settings` applies the rule of every
 key the composed config has, then the entry point's own requirements (a model to load, an output it
-can write, keys that only make sense together), and raises one :class:`~seg.errors.ConfigError` that
+can write, keys that only make sense together), and raises one :class:`~seg.core.errors.ConfigError` that
 names each bad key with its value and what is allowed: one line, exit code 2. The run and data
 folders are checked by the Hydra callback :class:`WritableFolders`, before Hydra creates the run folder.
 
@@ -22,8 +22,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from seg.core.errors import ConfigError, user_errors
 from seg.data.splits import SPLITS
-from seg.errors import ConfigError, user_errors
 from seg.model.inference import TTA, tta_scales
 
 Rule = Callable[[Any], "str | None"]  # what is wrong with a value, or None

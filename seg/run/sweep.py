@@ -27,7 +27,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from seg.run.files import atomic_write, write_csv
+from seg.core.files import atomic_write, write_csv
 from seg.run.results import finite, read_result
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from seg.errors import ConfigError
+from seg.core.errors import ConfigError
 from seg.run.resume import resume_args
 
 from helpers import ROOT, run_module, scalars

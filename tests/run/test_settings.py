@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from seg.errors import ConfigError
+from seg.core.errors import ConfigError
 from seg.run.settings import check_settings, problems, unwritable
 
 from helpers import compose_config, run_module

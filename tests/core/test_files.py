@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from seg.run.files import atomic_write, csv_text, write_csv
+from seg.core.files import atomic_write, csv_text, write_csv
 
 from helpers import read_csv
 

@@ -1,0 +1,231 @@
+"""A data set in folders, in the layouts users have: images and masks paired by file stem, split lists or
+a seeded split, and its classes. Files only (NumPy + Pillow); the torch side is :mod:`seg.data.datamodule`.
+
+- **flat**: ``ROOT/<images>/*`` + ``ROOT/<masks>/*`` (``data.images`` / ``data.masks``, default ``images``
+  / ``masks``), a mask named ``<stem><mask_suffix>.<ext>`` (``data.mask_suffix``: ``_GT``, ``_mask``,
+  ``_labelIds``, ...); split lists ``<splits_dir>/{train,val,test}.txt`` (stems or file names) when there
+  are any, else a seeded split of the pool (``data.split_fractions``);
+- **Pascal VOC**: the same with ``images=JPEGImages masks=SegmentationClass
+  splits_dir=ImageSets/Segmentation`` (no ``test.txt`` there: the test stage scores val);
+- **one folder pair per split**: ``data.train.images`` / ``data.train.masks`` (and ``val``, ``test``), as
+  CamVid's ``train/`` + ``trainannot/`` or mmsegmentation's ``img_dir/train`` + ``ann_dir/train``.
+
+Classes: ``data.classes`` (names), else ``ROOT/classes.txt`` (one class per line, ``name`` or ``name R G
+B``; a line named ``void`` or ``ignore`` gives the colour of ignored pixels in colour masks), else found
+in the masks (``class_0`` ..., colours from a palette PNG or the default palette).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seg.core.errors import ConfigError
+from seg.data.labels import LabelSet, default_palette
+from seg.data.masks import IMAGE_SUFFIXES, MASK_SUFFIXES, DataFileError, read_image, read_mask
+from seg.data.splits import SPLITS, read_split, seeded_split
+
+CLASSES_FILE = "classes.txt"
+IGNORE_NAMES = ("void", "ignore")  # classes.txt lines that name the colour of ignored pixels, not a class
+
+
+@dataclass(frozen=True, order=True)
+class Item:
+    """One photo and its mask."""
+
+    name: str
+    image: Path
+    mask: Path
+
+
+@dataclass
+class Catalogue:
+    """The items of each split, the files that could not be paired, and how the split was made."""
+
+    splits: dict[str, list[Item]]
+    problems: list[str]
+    how: str
+
+
+def _under(root: Path, folder: str | Path) -> Path:
+    return Path(folder).expanduser() if Path(folder).expanduser().is_absolute() else root / folder
+
+
+def _files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
+
+
+def pair(images: Path, masks: Path, mask_suffix: str = "") -> tuple[dict[str, Item], list[Path], list[Path], list[str]]:
+    """Photos and masks paired by stem (a mask's stem is the photo's + ``mask_suffix``): the pairs by name,
+    photos without a mask, masks without a photo, and stems that two photos (or masks) share."""
+    for what, folder in (("images", images), ("masks", masks)):
+        if not folder.is_dir():
+            raise ConfigError(f"data.{what}: {folder} is not a folder (set data.root, data.{what}=...)")
+    problems, photos, labels = [], {}, {}
+    for p in _files(images, IMAGE_SUFFIXES):
+        if p.stem in photos:
+            problems.append(f"two photos named {p.stem}: {photos[p.stem].name} and {p.name} in {images}")
+        photos.setdefault(p.stem, p)
+    for p in _files(masks, MASK_SUFFIXES):
+        if mask_suffix and not p.stem.endswith(mask_suffix):
+            continue
+        stem = p.stem[: len(p.stem) - len(mask_suffix)] if mask_suffix else p.stem
+        if stem in labels:
+            problems.append(f"two masks for {stem}: {labels[stem].name} and {p.name} in {masks}")
+        labels.setdefault(stem, p)
+    pairs = {s: Item(s, photos[s], labels[s]) for s in sorted(photos.keys() & labels.keys())}
+    lonely_photos = [photos[s] for s in sorted(photos.keys() - labels.keys())]
+    lonely_masks = [labels[s] for s in sorted(labels.keys() - photos.keys())]
+    return pairs, lonely_photos, lonely_masks, problems
+
+
+def catalogue(
+    root: str | Path,
+    images: str = "images",
+    masks: str = "masks",
+    mask_suffix: str = "",
+    splits_dir: str | None = None,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    split_seed: int = 0,
+    per_split: Mapping[str, Mapping[str, str | None]] | None = None,
+) -> Catalogue:
+    """The items of each split of a folder data set, in whichever layout the settings describe."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"data.root={root}: not a folder; point it at the folder holding your images and masks")
+    folders = {s: dict(per_split.get(s) or {}) for s in SPLITS} if per_split else {}
+    if any(f.get("images") or f.get("masks") for f in folders.values()):
+        return _per_split(root, folders, mask_suffix)
+    pairs, lonely_photos, lonely_masks, problems = pair(_under(root, images), _under(root, masks), mask_suffix)
+    lists_dir = _under(root, splits_dir) if splits_dir else root
+    lists = {s: lists_dir / f"{s}.txt" for s in SPLITS if (lists_dir / f"{s}.txt").is_file()}
+    if lists:
+        splits: dict[str, list[Item]] = {}
+        for split, path in lists.items():
+            names = read_split(path, IMAGE_SUFFIXES + MASK_SUFFIXES)
+            missing = [n for n in names if n not in pairs]
+            if missing:
+                problems.append(
+                    f"{path} lists {len(missing)} names without a photo and mask pair, e.g. {missing[:3]} "
+                    f"(photos in {_under(root, images)}, masks in {_under(root, masks)} named <name>{mask_suffix}.png)"
+                )
+            splits[split] = [pairs[n] for n in names if n in pairs]
+        how = f"split lists in {lists_dir}"
+        if "test" not in splits and "val" in splits:
+            splits["test"], how = splits["val"], how + " (no test.txt: the test stage scores val)"
+        for split in SPLITS:
+            splits.setdefault(split, [])
+        return Catalogue(splits, problems, how)
+    problems += [
+        f"photo without a mask: {p} (expected {_under(root, masks)}/{p.stem}{mask_suffix}.png)" for p in lonely_photos
+    ]
+    problems += [f"mask without a photo: {p}" for p in lonely_masks]
+    names = seeded_split(list(pairs), split_fractions, split_seed)
+    shares = "/".join(f"{f:g}" for f in split_fractions)
+    return Catalogue(
+        {s: [pairs[n] for n in names[s]] for s in SPLITS},
+        problems,
+        f"a seeded split of the {len(pairs)} pairs ({shares}, data.split_seed={split_seed}); no split lists "
+        f"in {lists_dir}",
+    )
+
+
+def _per_split(root: Path, folders: Mapping[str, Mapping[str, str | None]], mask_suffix: str) -> Catalogue:
+    splits, problems = {}, []
+    for split in SPLITS:
+        f = folders.get(split) or {}
+        if not (f.get("images") and f.get("masks")):
+            problems.append(
+                f"data.{split}.images and data.{split}.masks: both are needed for one folder pair per split"
+            )
+            splits[split] = []
+            continue
+        pairs, lonely_photos, lonely_masks, more = pair(
+            _under(root, f["images"]), _under(root, f["masks"]), mask_suffix
+        )
+        problems += more + [f"photo without a mask: {p}" for p in lonely_photos]
+        problems += [f"mask without a photo: {p}" for p in lonely_masks]
+        splits[split] = list(pairs.values())
+    return Catalogue(splits, problems, "one folder pair per split")
+
+
+def read_classes(path: Path) -> tuple[list[str], list[list[int] | None], list[tuple[int, int, int]]]:
+    """``classes.txt``: names, each one's colour (or None), and the colours of ignored pixels (``void``)."""
+    names, colours, ignore = [], [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        rgb = parts[-3:] if len(parts) >= 4 and all(v.isdigit() for v in parts[-3:]) else None
+        name = " ".join(parts[:-3] if rgb else parts)
+        if rgb is not None and not all(0 <= int(v) <= 255 for v in rgb):
+            raise ConfigError(f"{path}:{number}: colour values must be 0..255, got {' '.join(rgb)}")
+        if name.lower() in IGNORE_NAMES:
+            if rgb is not None:
+                ignore.append(tuple(int(v) for v in rgb))
+            continue
+        names.append(name)
+        colours.append([int(v) for v in rgb] if rgb else None)
+    if not names:
+        raise ConfigError(f"{path} names no classes: write one class per line, 'name' or 'name R G B'")
+    return names, colours, ignore
+
+
+def label_set(
+    root: str | Path,
+    classes: Sequence[str] | None,
+    ignore_index: int,
+    found_ids: Sequence[int] = (),
+    palette: np.ndarray | None = None,
+) -> LabelSet | None:
+    """The classes of a folder data set: ``data.classes``, else ``ROOT/classes.txt``, else (``found_ids``,
+    the ids seen in the masks) ``class_0`` .. ``class_N``; colours from classes.txt, a palette PNG's
+    palette, or the default palette. None: the classes are to be found in the masks first."""
+    path = Path(root).expanduser() / CLASSES_FILE
+    if classes:
+        names = [str(c) for c in classes]
+        return _coloured(names, [None] * len(names), [], ignore_index, palette)
+    if path.is_file():
+        return _coloured(*read_classes(path), ignore_index, palette)
+    ids = [i for i in found_ids if i != ignore_index]
+    if not ids:
+        return None
+    n = max(ids) + 1
+    return _coloured([f"class_{i}" for i in range(n)], [None] * n, [], ignore_index, palette)
+
+
+def _coloured(names, colours, ignore, ignore_index, palette) -> LabelSet:
+    n = len(names)
+    fallback = palette[:n] if palette is not None and len(palette) >= n else default_palette(n)
+    rows = [c if c is not None else fallback[i] for i, c in enumerate(colours)]
+    return LabelSet(tuple(names), np.array(rows), ignore_index, tuple(ignore))
+
+
+def compact(ids: np.ndarray) -> np.ndarray:
+    """Class ids in the smallest integer type that holds them (a decoded data set kept in memory)."""
+    lo, hi = (int(ids.min()), int(ids.max())) if ids.size else (0, 0)
+    for dtype in (np.uint8, np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return ids.astype(dtype)
+    return ids
+
+
+@dataclass(frozen=True)
+class FolderReader:
+    """Reads an :class:`Item` as (photo HxWx3 uint8, class ids HxW); hashable, so decoded splits can be cached."""
+
+    labels: LabelSet
+
+    def __call__(self, item: Item) -> tuple[np.ndarray, np.ndarray]:
+        image = read_image(item.image)
+        ids, _, _ = read_mask(item.mask, self.labels)
+        if ids.shape != image.shape[:2]:
+            raise DataFileError(
+                f"{item.mask}: size {ids.shape[1]}x{ids.shape[0]} differs from its photo "
+                f"{item.image.name} ({image.shape[1]}x{image.shape[0]})"
+            )
+        return image, compact(ids)

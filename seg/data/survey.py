@@ -1,0 +1,196 @@
+"""A folder data set looked at before training on it: per split the pairs, image sizes, mask modes, each
+class's pixel share and image count, and every problem with its file.
+
+``python -m seg.data.check`` prints it; ``seg.train`` (through the datamodule's ``prepare_data``) runs
+the same survey before any work and stops on a problem. A survey is cached by the files' names, sizes
+and times and the settings that read them, so a second run does not read the masks again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from seg.core.files import atomic_write
+from seg.data.folder import Catalogue, Item, label_set
+from seg.data.labels import LabelSet
+from seg.data.masks import DataFileError, mask_palette, read_mask
+from seg.data.splits import SPLITS
+
+
+@dataclass
+class SplitStats:
+    """What one split holds."""
+
+    pairs: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)  # "WxH" -> photos of that size
+    mask_modes: dict[str, int] = field(default_factory=dict)  # Pillow mode -> masks
+    class_pixels: list[int] = field(default_factory=list)
+    class_images: list[int] = field(default_factory=list)
+    ignored_pixels: int = 0
+
+
+@dataclass
+class Survey:
+    """Every split's statistics, the problems found (one line each), the label set read, and the classes
+    each item shows (what stratified folds go by)."""
+
+    labels: dict[str, Any]
+    splits: dict[str, SplitStats]
+    problems: list[str]
+    notes: list[str]
+    classes_of: dict[str, list[int]]
+    how: str
+
+    @property
+    def label_set(self) -> LabelSet:
+        return LabelSet.from_dict(self.labels)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Survey:
+        d = json.loads(text)
+        d["splits"] = {k: SplitStats(**v) for k, v in d["splits"].items()}
+        return cls(**d)
+
+
+def _fingerprint(cat: Catalogue, settings: dict[str, Any]) -> str:
+    files = sorted({p for items in cat.splits.values() for i in items for p in (i.image, i.mask)})
+    h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(json.dumps({s: [i.name for i in items] for s, items in cat.splits.items()}).encode())
+    for p in files:
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def survey(
+    cat: Catalogue,
+    root: str | Path,
+    classes: list[str] | None = None,
+    ignore_index: int = 255,
+    allow_unseen_classes: bool = False,
+    cache_dir: str | Path | None = None,
+) -> Survey:
+    """Read every mask of ``cat`` once (and each photo's header) and report; cached in ``cache_dir``."""
+    settings = {"root": str(root), "classes": classes, "ignore_index": ignore_index, "allow": allow_unseen_classes}
+    cached = Path(cache_dir) / f"survey-{_fingerprint(cat, settings)}.json" if cache_dir else None
+    if cached is not None and cached.is_file():
+        return Survey.from_json(cached.read_text())
+    result = _survey(cat, root, classes, ignore_index, allow_unseen_classes)
+    if cached is not None:
+        with contextlib.suppress(OSError):  # a read-only cache folder: the survey is simply not kept
+            atomic_write(cached, result.to_json())
+    return result
+
+
+def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen) -> Survey:
+    problems = list(cat.problems)
+    items = [i for s in SPLITS for i in cat.splits[s]]
+    labels = label_set(root, classes, ignore_index)
+    first = next((i.mask for i in items), None)
+    palette = mask_palette(first) if first is not None else None
+    read: dict[Item, tuple[np.ndarray | None, str]] = {}
+    found: set[int] = set()
+    for item in dict.fromkeys(items):  # an item in two splits (test = val) is read once
+        try:
+            ids, mode, unknown = read_mask(item.mask, labels)
+        except DataFileError as e:
+            problems.append(str(e))
+            read[item] = (None, "unreadable")
+            continue
+        if unknown:
+            shown = ", ".join(f"{c} ({n} px)" for c, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:3])
+            problems.append(
+                f"{item.mask}: {sum(unknown.values())} pixels have colours outside the class table, e.g. {shown}; "
+                f"add them to classes.txt (a class, or 'void R G B' to ignore them)"
+            )
+        found |= set(np.unique(ids).tolist())
+        read[item] = (ids, mode)
+        try:
+            with Image.open(item.image) as im:
+                size = im.size
+        except (OSError, ValueError, SyntaxError) as e:
+            problems.append(f"{item.image} cannot be decoded ({type(e).__name__}: {e})")
+            continue
+        if size != (ids.shape[1], ids.shape[0]):
+            problems.append(
+                f"{item.mask}: size {ids.shape[1]}x{ids.shape[0]} differs from its photo {item.image} "
+                f"({size[0]}x{size[1]})"
+            )
+    if labels is None:
+        labels = label_set(root, None, ignore_index, sorted(found), palette) or LabelSet(
+            ("class_0",), [[0, 0, 0]], ignore_index
+        )
+    n = labels.num_classes
+    splits, classes_of, notes = {}, {}, []
+    for split in SPLITS:
+        stats = SplitStats(class_pixels=[0] * n, class_images=[0] * n)
+        sizes, modes = Counter(), Counter()
+        for item in cat.splits[split]:
+            ids, mode = read[item]
+            stats.pairs += 1
+            modes[mode] += 1
+            if ids is None:
+                continue
+            sizes[f"{ids.shape[1]}x{ids.shape[0]}"] += 1
+            counts = np.bincount(ids[(ids >= 0) & (ids < n)].ravel(), minlength=n)
+            stats.class_pixels = (np.array(stats.class_pixels) + counts).tolist()
+            stats.class_images = (np.array(stats.class_images) + (counts > 0)).tolist()
+            stats.ignored_pixels += int((ids == ignore_index).sum())
+            bad = ids[((ids < 0) | (ids >= n)) & (ids != ignore_index)]
+            if bad.size:
+                values, count = np.unique(bad, return_counts=True)
+                shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), count[:3].tolist()))
+                problems.append(
+                    f"{item.mask}: {bad.size} pixels have values that are neither a class id (0..{n - 1}) nor the "
+                    f"ignore index {ignore_index}: {shown}; fix the mask, or set data.classes / classes.txt / "
+                    f"data.ignore_index"
+                )
+            classes_of[item.name] = np.flatnonzero(counts).tolist()
+        stats.sizes, stats.mask_modes = dict(sizes.most_common()), dict(modes.most_common())
+        splits[split] = stats
+        if stats.pairs == 0:
+            problems.append(f"the {split} split is empty ({cat.how})")
+    unseen = [labels.names[c] for c in range(n) if splits["train"].class_pixels[c] == 0]
+    if unseen and splits["train"].pairs:
+        line = (
+            f"classes that never occur in the train split: {', '.join(unseen)} (the net cannot learn them; "
+            f"set data.allow_unseen_classes=true to train anyway)"
+        )
+        (notes if allow_unseen else problems).append(line)
+    return Survey(labels.to_dict(), splits, problems, notes, classes_of, cat.how)
+
+
+def report(result: Survey) -> str:
+    """The survey as text: a line per split, a table of classes (pixel share and images per split), the problems."""
+    labels = result.label_set
+    lines = [f"splits: {result.how}"]
+    for split, s in result.splits.items():
+        sizes = ", ".join(f"{k} ({v})" for k, v in list(s.sizes.items())[:4]) + (" ..." if len(s.sizes) > 4 else "")
+        modes = ", ".join(f"{k} ({v})" for k, v in s.mask_modes.items())
+        lines.append(f"  {split:5s} {s.pairs:5d} pairs; sizes {sizes or '-'}; masks {modes or '-'}")
+    header = f"{'class':16s}" + "".join(f" {s + ' px %':>11s} {s + ' img':>9s}" for s in result.splits)
+    lines += ["", header]
+    totals = {s: max(sum(st.class_pixels), 1) for s, st in result.splits.items()}
+    for c, name in enumerate(labels.names):
+        row = f"{name[:16]:16s}"
+        for s, st in result.splits.items():
+            row += f" {100 * st.class_pixels[c] / totals[s]:11.2f} {st.class_images[c]:9d}"
+        lines.append(row)
+    ignored = ", ".join(f"{s} {st.ignored_pixels}" for s, st in result.splits.items())
+    lines.append(f"{'(ignored px)':16s} {ignored}")
+    lines += [f"note: {n}" for n in result.notes]
+    lines += ["", f"{len(result.problems)} problems" + (":" if result.problems else "")]
+    lines += [f"  {p}" for p in result.problems]
+    return "\n".join(lines)
