@@ -49,6 +49,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model.criterion.set_class_counts(datamodule.class_pixel_counts("train"))
     if trainer.logger is not None:
         trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if trainer.is_global_zero:  # the items of every split (a seeded split, folds): what this run used
+        datamodule.write_splits(Path(cfg.paths.output_dir) / "splits")
 
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)

@@ -139,3 +139,36 @@ def best_score(run_dir: Path, monitor: str = "val/acc") -> float:
     ckpt = torch.load(next((run_dir / "checkpoints").glob("epoch_*.ckpt")), weights_only=True)
     state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint") and monitor in k)
     return float(state["best_model_score"])
+
+
+def write_folder_dataset(
+    root: Path,
+    classes: tuple[str, ...] = ("sky", "road", "car"),
+    sizes: tuple[tuple[int, int], ...] = ((96, 64), (64, 80), (72, 72), (80, 56)),
+    per_split: dict[str, int] | None = None,
+    seed: int = 0,
+) -> Path:
+    """A small data set of your own in the flat layout: ``root/images/*.jpg`` (lossless PNG for exactness
+    where asked), ``root/masks/*.png`` 8-bit index masks with 255 as ignored, ``root/{train,val,test}.txt``
+    when ``per_split`` is given (else no lists: a seeded split). Each photo's colour encodes its classes."""
+    rng = np.random.default_rng(seed)
+    palette = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [200, 200, 40]], np.uint8)[: len(classes)]
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    counts = per_split or {"pool": 10}
+    i = 0
+    for split, n in counts.items():
+        names = []
+        for _ in range(n):
+            w, h = sizes[i % len(sizes)]
+            ids = np.repeat(rng.integers(0, len(classes), 3), -(-w // 3))[:w][None].repeat(h, 0)
+            ids[: max(h // 10, 1)] = 255  # a band of ignored pixels
+            image = palette[np.where(ids == 255, 0, ids)].astype(np.int16) + rng.integers(-15, 15, (h, w, 3))
+            name = f"photo_{i:03d}"
+            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(root / "images" / f"{name}.png")
+            Image.fromarray(ids.astype(np.uint8), mode="L").save(root / "masks" / f"{name}.png")
+            names.append(name)
+            i += 1
+        if per_split:
+            (root / f"{split}.txt").write_text("".join(f"{n}.png\n" for n in names))
+    return root

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as nnf
 from matplotlib.figure import Figure  # figures without pyplot: rendered off-screen for TensorBoard
 from pytorch_lightning.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
@@ -54,16 +55,17 @@ class PredictionImages(pl.Callback):
         dataset = dm.datasets["val"]
         # the first images of the (deterministic) val split: the same ones every time
         samples = [dataset[i] for i in range(min(self.num_images, len(dataset)))]
-        x = torch.stack([s[0] for s in samples]).to(pl_module.device)
         was_training = pl_module.training
         pl_module.eval()
-        with torch.no_grad():
-            pred = pl_module(x).argmax(1).cpu()
+        with torch.no_grad():  # one photo at a time: whole photos differ in size
+            pred = [pl_module(x[None].to(pl_module.device)).argmax(1)[0].cpu() for x, _ in samples]
         pl_module.train(was_training)
         normalized = bool(getattr(dm, "hparams", {}).get("normalize", False))
         tiles, palette = [], pl_module.label_set.palette
         for (image, target), p in zip(samples, pred):
             tiles += [denormalize(image, normalized).cpu(), colour_tile(target, palette), colour_tile(p, palette)]
+        h, w = max(t.shape[1] for t in tiles), max(t.shape[2] for t in tiles)  # tiles padded to the largest
+        tiles = [nnf.pad(t, (0, w - t.shape[2], 0, h - t.shape[1])) for t in tiles]
         writer.add_image("val/predictions", make_grid(tiles, nrow=3, padding=2), trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -1,8 +1,12 @@
-"""The LightningDataModule: MSRC-v2 train/val/test (276/59/56) under the course's CenterCrop(240) protocol."""
+"""The LightningDataModules: MSRC-v2 from the I2DL archive (the course protocol, CenterCrop 240), and any
+data set in folders. Both share :class:`SegDataModule`: presets, batches, the epoch sampler that makes a
+resumed run exact, k-fold splits of train+val, and whole-photo evaluation batches."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+import logging
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -10,31 +14,47 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
+from seg.core.errors import ConfigError, SegError
+from seg.core.files import atomic_write
 from seg.data.archive import ARCHIVE_DIR, DEFAULT_SHA256, DEFAULT_URL, prepare_data
-from seg.data.dataset import MSRCDataset
+from seg.data.dataset import MSRCReader, Reader, SegDataset
+from seg.data.folder import Catalogue, FolderReader, catalogue
 from seg.data.labels import MSRC, LabelSet
 from seg.data.sampling import EpochSampler
-from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT
-from seg.data.transforms import EvalPreset, TrainPreset
+from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_of, read_split
+from seg.data.survey import Read, Survey, report, survey, tally
+from seg.data.transforms import EvalPreset, TrainPreset, pad_collate
+
+log = logging.getLogger(__name__)
+
+SAME_AS_TRAINING = "crop_size"  # eval_crop_size's default for MSRC: the course scores CenterCrop(crop_size)
 
 
-class MSRCDataModule(pl.LightningDataModule):
-    """Fetches the archive once (``url`` -> ``data_dir``, checked against ``sha256``) and serves the splits.
+class DataCheckError(SegError):
+    """The data set has problems (named one per line): training on it would go wrong."""
 
-    ``augment`` applies :class:`~seg.data.transforms.TrainPreset` to the training split only; val and
-    test always get the deterministic :class:`~seg.data.transforms.EvalPreset`. The training order and
-    augmentation of every epoch follow from ``seed`` and the epoch alone (:mod:`seg.data.sampling`); the
-    datamodule's state in a checkpoint says how far the interrupted epoch got, so a resumed run
-    continues with exactly the batches an uninterrupted one would see.
+
+class SegDataModule(pl.LightningDataModule):
+    """What every data set's datamodule shares; a subclass says where the items come from
+    (:meth:`split_items`), how to read one (:attr:`reader`) and which classes there are (:attr:`label_set`).
+
+    ``augment`` applies :class:`~seg.data.transforms.TrainPreset` (random scaled ``crop_size`` crops) to the
+    training split only; val and test get :class:`~seg.data.transforms.EvalPreset`: a centre crop of
+    ``eval_crop_size``, or whole photos (``None``, batches padded with the ignore index,
+    ``eval_batch_size`` photos each). The training order and augmentation of every epoch follow from
+    ``seed`` and the epoch alone (:mod:`seg.data.sampling`); the datamodule's state in a checkpoint says
+    how far the interrupted epoch got, so a resumed run sees exactly the batches an uninterrupted one would.
+    ``folds=K, fold=I``: train+val pooled and split into K stratified, seeded folds (``fold_seed``); fold I
+    is the val split, the rest train; test never moves.
     """
 
     def __init__(
         self,
-        data_dir: str,
-        url: str = DEFAULT_URL,
         batch_size: int = 8,
         num_workers: int = 0,
-        crop_size: int = 240,
+        crop_size: int | None = 240,
+        eval_crop_size: int | str | None = None,
+        eval_batch_size: int | None = None,
         normalize: bool = True,
         pin_memory: bool = False,
         augment: bool = False,
@@ -42,63 +62,121 @@ class MSRCDataModule(pl.LightningDataModule):
         augment_jitter: float = 0.3,
         cache: bool = True,
         seed: int = 0,
-        sha256: str | None = DEFAULT_SHA256,
         train_crop_sizes: Sequence[int] | None = None,
+        folds: int | None = None,
+        fold: int = 0,
+        fold_seed: int = 0,
     ) -> None:
         super().__init__()
-        # plain tuples, not Hydra ListConfigs: checkpoints then load with torch.load(weights_only=True)
-        augment_scale = tuple(float(v) for v in augment_scale)
-        train_crop_sizes = tuple(int(v) for v in train_crop_sizes) if train_crop_sizes else None
-        self.save_hyperparameters()
-        self.datasets: dict[str, MSRCDataset] = {}
+        self.datasets: dict[str, SegDataset] = {}
         self._resume: dict[str, int] = {}  # from a checkpoint: the interrupted epoch and its batches done
+
+    def _save(self, ignore: Sequence[str] = ()) -> None:
+        """Store the constructor's arguments as plain values (tuples, not Hydra's ListConfigs: checkpoints
+        then load with torch.load(weights_only=True))."""
+        self.save_hyperparameters(ignore=list(ignore), frame=inspect.currentframe().f_back)
+        hp = self.hparams
+        hp.augment_scale = tuple(float(v) for v in hp.augment_scale)
+        hp.train_crop_sizes = tuple(int(v) for v in hp.train_crop_sizes) if hp.train_crop_sizes else None
+        if hp.eval_crop_size == SAME_AS_TRAINING:
+            hp.eval_crop_size = hp.crop_size
+        if hp.folds is not None and not (isinstance(hp.folds, int) and hp.folds >= 2 and 0 <= hp.fold < hp.folds):
+            raise ConfigError(f"data.folds={hp.folds}, data.fold={hp.fold}: folds must be >= 2 and 0 <= fold < folds")
+
+    # ------------------------------------------------------------------ what a data set provides ----
 
     @property
     def label_set(self) -> LabelSet:
-        """The classes of the data set: MSRC-v2's 23, void (-1) ignored."""
-        return MSRC
+        raise NotImplementedError
 
     @property
-    def root(self) -> Path:
-        return Path(self.hparams.data_dir) / ARCHIVE_DIR
+    def reader(self) -> Reader:
+        raise NotImplementedError
 
-    def prepare_data(self) -> None:
-        prepare_data(self.hparams.url, self.hparams.data_dir, self.hparams.sha256)
+    def split_items(self, split: str) -> list[Hashable]:
+        """The items a split lists, before any folds."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ splits and folds ------------
+
+    def items(self, split: str) -> list[Hashable]:
+        """The items of a split, with ``folds`` applied to train and val."""
+        if not self.hparams.folds or split == "test":
+            return self.split_items(split)
+        pool = sorted({str(getattr(i, "name", i)): i for s in ("train", "val") for i in self.split_items(s)}.items())
+        folds = fold_of([n for n, _ in pool], self.classes_of(dict(pool)), self.hparams.folds, self.hparams.fold_seed)
+        in_val = split == "val"
+        return [item for name, item in pool if (folds[name] == self.hparams.fold) == in_val]
+
+    def classes_of(self, items: Mapping[str, Hashable]) -> dict[str, list[int]]:
+        """The classes each item shows (by name): read from the decoded masks."""
+        dataset = SegDataset(list(items.values()), self.reader, cache=self.hparams.cache)
+        return dataset.classes_of(self.label_set.num_classes)
+
+    @property
+    def survey(self) -> Survey:
+        """Every split's pairs, sizes and class statistics, from the decoded data: what ``python -m
+        seg.data.check`` prints (a folder data set also checks its files: :class:`FolderDataModule`)."""
+        self.prepare_data()
+        reads = {}
+        for split in SPLITS:
+            data = SegDataset(self.items(split), self.reader, cache=self.hparams.cache)
+            masks = (data.raw(i)[1].astype("int64") for i in range(len(data)))
+            reads[split] = [Read(n, ids, self.mask_mode, n) for n, ids in zip(data.names, masks)]
+        return tally(reads, self.label_set, True, [], self.how)
+
+    mask_mode = "decoded"  # how the masks are stored, for the survey
+    how = "the data set's own split"
+
+    def write_splits(self, folder: str | Path) -> Path:
+        """The item names of every split (after folds) as ``<folder>/{train,val,test}.txt``: the run records
+        exactly what it trained, validated and tested on."""
+        folder = Path(folder)
+        for split in SPLITS:
+            names = [str(getattr(i, "name", i)) for i in self.items(split)]
+            atomic_write(folder / f"{split}.txt", "".join(f"{n}\n" for n in names))
+        return folder
+
+    # ------------------------------------------------------------------ Lightning hooks -------------
 
     def transform(self, split: str) -> TrainPreset | EvalPreset:
         """The preset of a split: augmentation for training only, when asked for."""
-        hp = self.hparams
+        hp, ignore = self.hparams, self.label_set.ignore_index
         if hp.augment and split == "train":
-            return TrainPreset(hp.crop_size, hp.normalize, hp.augment_scale, hp.augment_jitter)
-        return EvalPreset(hp.crop_size, hp.normalize)
+            return TrainPreset(hp.crop_size, hp.normalize, hp.augment_scale, hp.augment_jitter, ignore)
+        crop = hp.crop_size if split == "train" else hp.eval_crop_size
+        return EvalPreset(crop, hp.normalize, ignore)
 
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS_OF_STAGE.get(stage, SPLITS):
             if split not in self.datasets:
-                self.datasets[split] = MSRCDataset(self.root, split, self.transform(split), cache=self.hparams.cache)
+                items = self.items(split)
+                self.datasets[split] = SegDataset(items, self.reader, self.transform(split), cache=self.hparams.cache)
 
-    def split_dataset(self, split: str) -> MSRCDataset:
-        """The dataset of one split, set up on first use (the data set is fetched first if need be)."""
+    def split_dataset(self, split: str) -> SegDataset:
+        """The dataset of one split, set up on first use (the data set is fetched and checked first)."""
         if split not in self.datasets:
             self.prepare_data()
             self.setup(STAGE_OF_SPLIT[split])
         return self.datasets[split]
 
     def class_pixel_counts(self, split: str = "train") -> torch.Tensor:
-        """Non-void pixels per class over the split's full targets (for class-weighted losses)."""
-        return torch.as_tensor(
-            self.split_dataset(split).class_pixel_counts(self.label_set.num_classes), dtype=torch.int64
-        )
+        """Pixels per class over the split's full masks (for class-weighted losses); ignored pixels do not count."""
+        counts = self.split_dataset(split).class_pixel_counts(self.label_set.num_classes)
+        return torch.as_tensor(counts, dtype=torch.int64)
 
     def dataloader(self, split: str, sampler: EpochSampler | None = None) -> DataLoader:
         """A loader over one split (set up before), in order unless a sampler is given."""
+        hp = self.hparams
+        whole = split != "train" and hp.eval_crop_size is None  # whole photos of different sizes
         return DataLoader(
             self.datasets[split],
-            batch_size=self.hparams.batch_size,
+            batch_size=(hp.eval_batch_size or hp.batch_size) if whole else hp.batch_size,
             sampler=sampler,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
+            num_workers=hp.num_workers,
+            pin_memory=hp.pin_memory,
+            persistent_workers=hp.num_workers > 0,
+            collate_fn=pad_collate(self.label_set.ignore_index) if whole else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -131,3 +209,163 @@ class MSRCDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume = dict(state_dict)
+
+
+class MSRCDataModule(SegDataModule):
+    """MSRC-v2 train/val/test (276/59/56) under the course's CenterCrop(240) protocol: fetches the I2DL
+    archive once (``url`` -> ``data_dir``, checked against ``sha256``) and serves its splits."""
+
+    def __init__(
+        self,
+        data_dir: str,
+        url: str = DEFAULT_URL,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        crop_size: int | None = 240,
+        normalize: bool = True,
+        pin_memory: bool = False,
+        augment: bool = False,
+        augment_scale: Sequence[float] = (0.75, 1.25),
+        augment_jitter: float = 0.3,
+        cache: bool = True,
+        seed: int = 0,
+        sha256: str | None = DEFAULT_SHA256,
+        train_crop_sizes: Sequence[int] | None = None,
+        eval_crop_size: int | str | None = SAME_AS_TRAINING,
+        eval_batch_size: int | None = None,
+        folds: int | None = None,
+        fold: int = 0,
+        fold_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self._save()
+
+    mask_mode = "RGB"  # colour-coded BMP targets, decoded by the MSRC table
+    how = "the I2DL archive's train.txt / val.txt / test.txt"
+
+    @property
+    def label_set(self) -> LabelSet:
+        """MSRC-v2's 23 classes, void (-1) ignored."""
+        return MSRC
+
+    @property
+    def root(self) -> Path:
+        return Path(self.hparams.data_dir) / ARCHIVE_DIR
+
+    @property
+    def reader(self) -> Reader:
+        return MSRCReader(self.root.resolve())
+
+    def prepare_data(self) -> None:
+        prepare_data(self.hparams.url, self.hparams.data_dir, self.hparams.sha256)
+
+    def split_items(self, split: str) -> list[str]:
+        return read_split(self.root / f"{split}.txt")
+
+
+class FolderDataModule(SegDataModule):
+    """Any data set in folders (:mod:`seg.data.folder`: flat, Pascal VOC, or one folder pair per split), its
+    classes from ``classes`` / ``classes.txt`` / the masks, checked before use (:mod:`seg.data.survey`,
+    cached in ``cache_dir``): a problem stops the run with one line per problem."""
+
+    def __init__(
+        self,
+        root: str,
+        images: str = "images",
+        masks: str = "masks",
+        mask_suffix: str = "",
+        splits_dir: str | None = None,
+        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        split_seed: int = 0,
+        train: Mapping[str, str | None] | None = None,
+        val: Mapping[str, str | None] | None = None,
+        test: Mapping[str, str | None] | None = None,
+        classes: Sequence[str] | None = None,
+        ignore_index: int = 255,
+        allow_unseen_classes: bool = False,
+        cache_dir: str | None = None,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        crop_size: int | None = 240,
+        eval_crop_size: int | None = None,
+        eval_batch_size: int | None = 1,
+        normalize: bool = True,
+        pin_memory: bool = False,
+        augment: bool = True,
+        augment_scale: Sequence[float] = (0.75, 1.25),
+        augment_jitter: float = 0.3,
+        cache: bool = True,
+        seed: int = 0,
+        train_crop_sizes: Sequence[int] | None = None,
+        folds: int | None = None,
+        fold: int = 0,
+        fold_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self._save()
+        hp = self.hparams
+        hp.split_fractions = tuple(float(v) for v in split_fractions)
+        hp.classes = [str(c) for c in classes] if classes else None
+        hp.train, hp.val, hp.test = (dict(v) if v else None for v in (train, val, test))
+        self._catalogue: Catalogue | None = None
+        self._survey: Survey | None = None
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The items of each split as the layout settings find them (looked up once)."""
+        if self._catalogue is None:
+            hp = self.hparams
+            per_split = {"train": hp.train, "val": hp.val, "test": hp.test}
+            self._catalogue = catalogue(
+                hp.root,
+                hp.images,
+                hp.masks,
+                hp.mask_suffix,
+                hp.splits_dir,
+                hp.split_fractions,
+                hp.split_seed,
+                per_split,
+            )
+        return self._catalogue
+
+    @property
+    def survey(self) -> Survey:
+        """The data set's survey (read once, cached on disk): every split's statistics and problems."""
+        if self._survey is None:
+            hp = self.hparams
+            args = (hp.root, hp.classes, hp.ignore_index, hp.allow_unseen_classes, hp.cache_dir)
+            self._survey = survey(self.catalogue, *args)
+        return self._survey
+
+    @property
+    def label_set(self) -> LabelSet:
+        return self.survey.label_set
+
+    @property
+    def reader(self) -> Reader:
+        return FolderReader(self.label_set)
+
+    def prepare_data(self) -> None:
+        """Check the data set before any work: a problem is an error naming its file."""
+        found = self.survey
+        for note in found.notes:
+            log.warning(note)
+        if found.problems:
+            lines = "\n".join(found.problems[:50])
+            if len(found.problems) > 50:
+                lines += f"\n... and {len(found.problems) - 50} more"
+            raise DataCheckError(
+                f"{len(found.problems)} problems in the data set at {self.hparams.root} "
+                f"(python -m seg.data.check shows them all with the class table):\n{lines}"
+            )
+
+    def split_items(self, split: str) -> list[Hashable]:
+        return list(self.catalogue.splits[split])
+
+    def classes_of(self, items: Mapping[str, Hashable]) -> dict[str, list[int]]:
+        known = self.survey.classes_of
+        return {n: known[n] for n in items} if all(n in known for n in items) else super().classes_of(items)
+
+    def summary(self) -> str:
+        """The survey as text (what python -m seg.data.check prints)."""
+        return report(self.survey)

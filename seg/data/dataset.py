@@ -1,10 +1,15 @@
-"""One split of MSRC-v2 as a torch Dataset, with the decoded images kept in memory once per process."""
+"""One split of a data set as a torch Dataset, the decoded photos and masks kept in memory once per process.
+
+Any data set: a list of items and a reader that turns an item into (photo HxWx3 uint8, class ids HxW).
+:class:`MSRCDataset` is one split of the I2DL archive.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,42 +20,48 @@ from seg.data.archive import load_item
 from seg.data.splits import SPLITS, read_split
 from seg.data.transforms import EvalPreset
 
-Transform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Transform = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+Reader = Callable[[Hashable], tuple[np.ndarray, np.ndarray]]  # hashable too: the decode cache's key
 
 
 @functools.cache
-def load_split(root: str, split: str) -> tuple[tuple[str, ...], tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """Decode every image and target of a split once per process (BMP + colour decoding is slow)."""
-    root_p = Path(root)
-    names = tuple(read_split(root_p / f"{split}.txt"))
-    items = [load_item(root_p, n) for n in names]
-    return names, tuple(i[0] for i in items), tuple(i[1] for i in items)
+def decode(items: tuple[Hashable, ...], read: Reader) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Every photo and mask of ``items`` decoded once per process (image and mask decoding is slow)."""
+    decoded = [read(i) for i in items]
+    return tuple(d[0] for d in decoded), tuple(d[1] for d in decoded)
 
 
-class MSRCDataset(Dataset):
-    """One split: ``transform(image uint8 3xHxW, target int64 1xHxW)``, by default the course's
-    centre crop to 240 with ImageNet normalisation (:class:`seg.data.transforms.EvalPreset`)."""
+@dataclass(frozen=True)
+class MSRCReader:
+    """Reads an MSRC item (its name) from the extracted archive at ``root``."""
+
+    root: Path
+
+    def __call__(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return load_item(self.root, name)
+
+
+class SegDataset(Dataset):
+    """``items`` read by ``read``, each through ``transform(image uint8 3xHxW, target int64 1xHxW)``; by
+    default the course's centre crop to 240 with ImageNet normalisation (:class:`EvalPreset`)."""
 
     def __init__(
-        self, root: str | os.PathLike, split: str, transform: Transform | None = None, cache: bool = True
+        self, items: Sequence[Hashable], read: Reader, transform: Transform | None = None, cache: bool = True
     ) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.root, self.split = Path(root), split
+        self.items, self.read = tuple(items), read
+        self.names = tuple(str(getattr(i, "name", i)) for i in self.items)
         self.transform = transform if transform is not None else EvalPreset()
-        if cache:  # decoded once per process and kept in memory (104 MB for all three MSRC splits)
-            self.names, self.images, self.targets = load_split(str(self.root.resolve()), split)
-        else:  # decoded from the BMPs at every access
-            self.names, self.images, self.targets = tuple(read_split(self.root / f"{split}.txt")), None, None
+        # decoded once per process and kept in memory (104 MB for all three MSRC splits), or at every access
+        self.images, self.targets = decode(self.items, read) if cache else (None, None)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.items)
 
     def raw(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded photo (HxWx3 uint8) and target (HxW int8, void = -1) of item ``i``."""
+        """The decoded photo (HxWx3 uint8) and class ids (HxW) of item ``i``."""
         if self.images is not None:
             return self.images[i], self.targets[i]
-        return load_item(self.root, self.names[i])
+        return self.read(self.items[i])
 
     def __getitem__(self, key: int | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Item ``key``, or ``(index, seed[, size])`` from :class:`seg.data.sampling.EpochSampler`: then
@@ -67,9 +78,37 @@ class MSRCDataset(Dataset):
             return self.transform(image, target, size) if size else self.transform(image, target)
 
     def class_pixel_counts(self, num_classes: int) -> np.ndarray:
-        """Non-void pixels per class over the split's full (uncropped) targets."""
+        """Pixels per class over the split's full (uncropped) masks; ignored pixels do not count."""
         counts = np.zeros(num_classes, dtype=np.int64)
         for i in range(len(self)):
             t = self.raw(i)[1]
-            counts += np.bincount(t[t >= 0].ravel(), minlength=num_classes)
+            counts += np.bincount(t[(t >= 0) & (t < num_classes)].ravel(), minlength=num_classes)
         return counts
+
+    def classes_of(self, num_classes: int) -> dict[str, list[int]]:
+        """The classes each item shows (what stratified folds go by)."""
+        out = {}
+        for name, i in zip(self.names, range(len(self))):
+            t = self.raw(i)[1]
+            out[name] = np.unique(t[(t >= 0) & (t < num_classes)]).tolist()
+        return out
+
+
+class MSRCDataset(SegDataset):
+    """One split of the extracted I2DL archive at ``root``."""
+
+    def __init__(
+        self, root: str | os.PathLike, split: str, transform: Transform | None = None, cache: bool = True
+    ) -> None:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        self.root, self.split = Path(root), split
+        names = read_split(self.root / f"{split}.txt")
+        super().__init__(names, MSRCReader(self.root.resolve()), transform, cache)
+
+
+def load_split(root: str, split: str) -> tuple[tuple[str, ...], tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """The names, decoded photos and targets of one MSRC split (cached: see :func:`decode`)."""
+    root_p = Path(root).resolve()
+    names = tuple(read_split(root_p / f"{split}.txt"))
+    return (names, *decode(names, MSRCReader(root_p)))

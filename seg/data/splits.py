@@ -66,8 +66,9 @@ def fold_of(names: Sequence[str], classes: Mapping[str, Sequence[int]], folds: i
     for name in sorted(names):
         groups.setdefault(rarest(name), []).append(name)
     rng, assigned, turn = np.random.default_rng(seed), {}, 0
+    labels = rng.permutation(folds)  # which fold the dealing starts with, and its order, vary with the seed too
     for key in sorted(groups):
         for i in rng.permutation(len(groups[key])):
-            assigned[groups[key][i]] = turn % folds
+            assigned[groups[key][i]] = int(labels[turn % folds])
             turn += 1
     return assigned

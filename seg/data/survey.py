@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from seg.core.files import atomic_write
-from seg.data.folder import Catalogue, Item, label_set
+from seg.data.folder import CLASSES_FILE, Catalogue, Item, label_set
 from seg.data.labels import LabelSet
 from seg.data.masks import DataFileError, mask_palette, read_mask
 from seg.data.splits import SPLITS
@@ -71,6 +71,8 @@ def _fingerprint(cat: Catalogue, settings: dict[str, Any]) -> str:
     for p in files:
         st = p.stat()
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    table = Path(settings["root"]) / CLASSES_FILE
+    h.update(table.read_bytes() if table.is_file() else b"")  # the classes the masks are read with
     return h.hexdigest()[:20]
 
 
@@ -88,7 +90,7 @@ def survey(
     if cached is not None and cached.is_file():
         return Survey.from_json(cached.read_text())
     result = _survey(cat, root, classes, ignore_index, allow_unseen_classes)
-    if cached is not None:
+    if cached is not None and not result.problems:  # a data set with problems is read again once fixed
         with contextlib.suppress(OSError):  # a read-only cache folder: the survey is simply not kept
             atomic_write(cached, result.to_json())
     return result
@@ -100,14 +102,14 @@ def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen) -> Survey
     labels = label_set(root, classes, ignore_index)
     first = next((i.mask for i in items), None)
     palette = mask_palette(first) if first is not None else None
-    read: dict[Item, tuple[np.ndarray | None, str]] = {}
+    read: dict[Item, Read] = {}
     found: set[int] = set()
     for item in dict.fromkeys(items):  # an item in two splits (test = val) is read once
         try:
             ids, mode, unknown = read_mask(item.mask, labels)
         except DataFileError as e:
             problems.append(str(e))
-            read[item] = (None, "unreadable")
+            read[item] = Read(item.name, None, "unreadable", str(item.mask))
             continue
         if unknown:
             shown = ", ".join(f"{c} ({n} px)" for c, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:3])
@@ -116,7 +118,7 @@ def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen) -> Survey
                 f"add them to classes.txt (a class, or 'void R G B' to ignore them)"
             )
         found |= set(np.unique(ids).tolist())
-        read[item] = (ids, mode)
+        read[item] = Read(item.name, ids, mode, str(item.mask))
         try:
             with Image.open(item.image) as im:
                 size = im.size
@@ -129,47 +131,62 @@ def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen) -> Survey
                 f"({size[0]}x{size[1]})"
             )
     if labels is None:
-        labels = label_set(root, None, ignore_index, sorted(found), palette) or LabelSet(
-            ("class_0",), [[0, 0, 0]], ignore_index
-        )
-    n = labels.num_classes
-    splits, classes_of, notes = {}, {}, []
-    for split in SPLITS:
+        labels = label_set(root, None, ignore_index, sorted(found), palette)
+        labels = labels or LabelSet(("class_0",), [[0, 0, 0]], ignore_index)  # masks all ignored: one class
+    return tally({s: [read[i] for i in cat.splits[s]] for s in SPLITS}, labels, allow_unseen, problems, cat.how)
+
+
+@dataclass
+class Read:
+    """One decoded mask: its item's name, the class ids (None: unreadable), the file's mode and path."""
+
+    name: str
+    ids: np.ndarray | None
+    mode: str
+    path: str
+
+
+def tally(splits: dict[str, list[Read]], labels: LabelSet, allow_unseen: bool, problems: list[str], how: str) -> Survey:
+    """Every split's statistics from its decoded masks, with the problems of their values: ids that are
+    neither a class nor the ignore index, empty splits, classes that never occur in train."""
+    n, ignore = labels.num_classes, labels.ignore_index
+    stats_of, classes_of, notes = {}, {}, []
+    for split, reads in splits.items():
         stats = SplitStats(class_pixels=[0] * n, class_images=[0] * n)
         sizes, modes = Counter(), Counter()
-        for item in cat.splits[split]:
-            ids, mode = read[item]
+        pixels, images = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        for r in reads:
             stats.pairs += 1
-            modes[mode] += 1
-            if ids is None:
+            modes[r.mode] += 1
+            if r.ids is None:
                 continue
-            sizes[f"{ids.shape[1]}x{ids.shape[0]}"] += 1
-            counts = np.bincount(ids[(ids >= 0) & (ids < n)].ravel(), minlength=n)
-            stats.class_pixels = (np.array(stats.class_pixels) + counts).tolist()
-            stats.class_images = (np.array(stats.class_images) + (counts > 0)).tolist()
-            stats.ignored_pixels += int((ids == ignore_index).sum())
-            bad = ids[((ids < 0) | (ids >= n)) & (ids != ignore_index)]
+            sizes[f"{r.ids.shape[1]}x{r.ids.shape[0]}"] += 1
+            counts = np.bincount(r.ids[(r.ids >= 0) & (r.ids < n)].ravel(), minlength=n)
+            pixels, images = pixels + counts, images + (counts > 0)
+            stats.ignored_pixels += int((r.ids == ignore).sum())
+            bad = r.ids[((r.ids < 0) | (r.ids >= n)) & (r.ids != ignore)]
             if bad.size:
                 values, count = np.unique(bad, return_counts=True)
                 shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), count[:3].tolist()))
                 problems.append(
-                    f"{item.mask}: {bad.size} pixels have values that are neither a class id (0..{n - 1}) nor the "
-                    f"ignore index {ignore_index}: {shown}; fix the mask, or set data.classes / classes.txt / "
+                    f"{r.path}: {bad.size} pixels have values that are neither a class id (0..{n - 1}) nor the "
+                    f"ignore index {ignore}: {shown}; fix the mask, or set data.classes / classes.txt / "
                     f"data.ignore_index"
                 )
-            classes_of[item.name] = np.flatnonzero(counts).tolist()
+            classes_of[r.name] = np.flatnonzero(counts).tolist()
+        stats.class_pixels, stats.class_images = pixels.tolist(), images.tolist()
         stats.sizes, stats.mask_modes = dict(sizes.most_common()), dict(modes.most_common())
-        splits[split] = stats
+        stats_of[split] = stats
         if stats.pairs == 0:
-            problems.append(f"the {split} split is empty ({cat.how})")
-    unseen = [labels.names[c] for c in range(n) if splits["train"].class_pixels[c] == 0]
-    if unseen and splits["train"].pairs:
+            problems.append(f"the {split} split is empty ({how})")
+    unseen = [labels.names[c] for c in range(n) if stats_of["train"].class_pixels[c] == 0]
+    if unseen and stats_of["train"].pairs:
         line = (
             f"classes that never occur in the train split: {', '.join(unseen)} (the net cannot learn them; "
             f"set data.allow_unseen_classes=true to train anyway)"
         )
         (notes if allow_unseen else problems).append(line)
-    return Survey(labels.to_dict(), splits, problems, notes, classes_of, cat.how)
+    return Survey(labels.to_dict(), stats_of, problems, notes, classes_of, how)
 
 
 def report(result: Survey) -> str:

@@ -1,16 +1,18 @@
 """The whole preprocessing of a sample, as two presets (like torchvision's segmentation references).
 
-A preset takes the decoded photo (uint8 3xHxW) and target (int64 1xHxW, void = -1) and returns what
-the net trains or is scored on: float32 3xSxS (in [0, 1], or ImageNet-normalised) and int64 SxS.
+A preset takes the decoded photo (uint8 3xHxW) and target (int64 1xHxW) and returns what the net trains
+or is scored on: float32 3xSxS (in [0, 1], or ImageNet-normalised) and int64 SxS. Padding is black for
+the photo and the label set's ignore index for the target (MSRC's void, -1, by default), never a class.
 
 - :class:`EvalPreset`: the course protocol, CenterCrop(crop_size) padding with black / void (or the
   whole photo with ``crop_size=None``); val, test, and training without augmentation.
 - :class:`TrainPreset`: :class:`JointAugment` (random scale, random crop, flip, colour jitter).
+- :func:`pad_collate`: a batch of whole photos of different sizes, padded to the largest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torchvision import tv_tensors
@@ -20,8 +22,10 @@ from torchvision.transforms.v2 import functional as F
 from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD, VOID
 
 
-def center_crop(image: torch.Tensor, target: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The course's CenterCrop: crop, padding sides under ``size`` with black image / void target.
+def center_crop(
+    image: torch.Tensor, target: torch.Tensor, size: int, ignore_index: int = VOID
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The course's CenterCrop: crop, padding sides under ``size`` with black image / ignored target.
 
     torchvision's CenterCrop pads with 0, which is a class id (building) for targets, so the
     padding is done here with per-tensor fill values before the crop.
@@ -31,7 +35,7 @@ def center_crop(image: torch.Tensor, target: torch.Tensor, size: int) -> tuple[t
     if ph or pw:
         padding = [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2]  # same split as torchvision's
         image = F.pad(image, padding, fill=0)
-        target = F.pad(target, padding, fill=VOID)
+        target = F.pad(target, padding, fill=ignore_index)
     return F.center_crop(image, [size, size]), F.center_crop(target, [size, size])
 
 
@@ -45,17 +49,22 @@ class JointAugment:
     """
 
     def __init__(
-        self, size: int, scale: Sequence[float] = (0.75, 1.25), jitter: float = 0.3, hflip: bool = True
+        self,
+        size: int,
+        scale: Sequence[float] = (0.75, 1.25),
+        jitter: float = 0.3,
+        hflip: bool = True,
+        ignore_index: int = VOID,
     ) -> None:
         self.size, self.scale = size, (float(scale[0]), float(scale[1]))
-        self.jitter, self.hflip = jitter, hflip
+        self.jitter, self.hflip, self.ignore_index = jitter, hflip, ignore_index
         self._transforms: dict[int, v2.Compose] = {}
 
     def transform(self, size: int) -> v2.Compose:
         """Random crop to ``size`` (+ flip, + colour jitter), built once per size."""
         if size not in self._transforms:
             steps: list = [
-                v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: VOID}),
+                v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: self.ignore_index}),
             ]
             if self.hflip:
                 steps.append(v2.RandomHorizontalFlip())
@@ -90,8 +99,8 @@ def to_input(image: torch.Tensor, normalize: bool) -> torch.Tensor:
 class EvalPreset:
     """Centre crop to ``crop_size`` (None: the whole photo), then :func:`to_input`."""
 
-    def __init__(self, crop_size: int | None = 240, normalize: bool = True) -> None:
-        self.crop_size, self.normalize = crop_size, normalize
+    def __init__(self, crop_size: int | None = 240, normalize: bool = True, ignore_index: int = VOID) -> None:
+        self.crop_size, self.normalize, self.ignore_index = crop_size, normalize, ignore_index
 
     def __call__(
         self, image: torch.Tensor, target: torch.Tensor, size: int | None = None
@@ -99,7 +108,7 @@ class EvalPreset:
         """``size`` replaces ``crop_size`` for this sample (e.g. a smaller training crop early on)."""
         crop = size or self.crop_size
         if crop:
-            image, target = center_crop(image, target, crop)
+            image, target = center_crop(image, target, crop, self.ignore_index)
         return to_input(image, self.normalize), target[0]
 
 
@@ -107,10 +116,15 @@ class TrainPreset:
     """:class:`JointAugment` to ``crop_size``, then :func:`to_input`."""
 
     def __init__(
-        self, crop_size: int, normalize: bool = True, scale: Sequence[float] = (0.75, 1.25), jitter: float = 0.3
+        self,
+        crop_size: int,
+        normalize: bool = True,
+        scale: Sequence[float] = (0.75, 1.25),
+        jitter: float = 0.3,
+        ignore_index: int = VOID,
     ) -> None:
         self.normalize = normalize
-        self.augment = JointAugment(crop_size, scale, jitter)
+        self.augment = JointAugment(crop_size, scale, jitter, ignore_index=ignore_index)
 
     def __call__(
         self, image: torch.Tensor, target: torch.Tensor, size: int | None = None
@@ -118,3 +132,20 @@ class TrainPreset:
         """``size`` replaces ``crop_size`` for this sample (e.g. a smaller training crop early on)."""
         image, target = self.augment(image, target, size)
         return to_input(image, self.normalize), target[0]
+
+
+def pad_collate(ignore_index: int) -> Callable[[list], tuple[torch.Tensor, torch.Tensor]]:
+    """A collate function for whole photos of different sizes: each padded at its bottom and right to the
+    batch's largest height and width (photo 0, target ``ignore_index``: padding counts in no metric)."""
+
+    def collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        h = max(x.shape[-2] for x, _ in samples)
+        w = max(x.shape[-1] for x, _ in samples)
+        images = torch.zeros(len(samples), samples[0][0].shape[0], h, w, dtype=samples[0][0].dtype)
+        targets = torch.full((len(samples), h, w), ignore_index, dtype=samples[0][1].dtype)
+        for i, (x, y) in enumerate(samples):
+            images[i, :, : x.shape[-2], : x.shape[-1]] = x
+            targets[i, : y.shape[-2], : y.shape[-1]] = y
+        return images, targets
+
+    return collate

@@ -57,8 +57,10 @@ def build_trainer(cfg: DictConfig, **logger_kwargs: Any) -> pl.Trainer:
 
 
 def build(cfg: DictConfig, **logger_kwargs: Any) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
-    """Datamodule, module and trainer of a training run; the module gets the datamodule's label set."""
+    """Datamodule, module and trainer of a training run; the module gets the datamodule's label set. The
+    data set is fetched and checked first: a bad data set stops the run before anything else is built."""
     datamodule = build_datamodule(cfg)
+    datamodule.prepare_data()
     return datamodule, build_module(cfg, datamodule.label_set), build_trainer(cfg, **logger_kwargs)
 
 

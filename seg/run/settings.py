@@ -115,6 +115,18 @@ def sha256(v: Any) -> str | None:
     return None if ok else "must be 64 hex digits, or null to accept any archive"
 
 
+def fractions(v: Any) -> str | None:
+    v = plain(v)
+    ok = isinstance(v, list) and len(v) == 3 and all(_is_number(x) and x >= 0 for x in v) and v[0] > 0 and v[1] > 0
+    return None if ok else "must be three shares [train, val, test] >= 0, train and val > 0, e.g. [0.8, 0.1, 0.1]"
+
+
+def names(v: Any) -> str | None:
+    v = plain(v)
+    ok = v is None or (isinstance(v, list) and v and all(isinstance(x, str) and x for x in v))
+    return None if ok else "must be a list of class names (index = class id), or null"
+
+
 def encoder_tensors(v: Any) -> str | None:
     from seg.model.nets import MOBILENET_V2_TENSORS  # torch: only seg.train's configs have this key
 
@@ -133,6 +145,16 @@ RULES: dict[str, Rule] = {
     "data.normalize": switch,
     "data.cache": switch,
     "data.sha256": sha256,
+    "data.eval_crop_size": integer(32, null=True, why="null: whole photos"),
+    "data.eval_batch_size": integer(1, null=True),
+    "data.folds": integer(2, null=True, why="k-fold cross-validation of train+val; null: the data set's split"),
+    "data.fold": integer(0),
+    "data.fold_seed": integer(),
+    "data.ignore_index": integer(),
+    "data.classes": names,
+    "data.split_fractions": fractions,
+    "data.split_seed": integer(),
+    "data.allow_unseen_classes": switch,
     # the model and its optimisation (seg.train)
     "model.net.freeze_params": encoder_tensors,
     "model.encoder_lr_mult": number(0, above=True),
@@ -241,6 +263,17 @@ def _export_requirements(cfg: DictConfig) -> list[str]:
     return out
 
 
+def _data_requirements(cfg: DictConfig) -> list[str]:
+    out = []
+    folds, fold = _value(cfg, "data.folds"), _value(cfg, "data.fold")
+    if _is_int(folds) and _is_int(fold) and not 0 <= fold < folds:
+        out.append(f"data.fold={fold}: must be in 0..{folds - 1} (data.folds={folds})")
+    data = cfg.get("data")
+    if data is not None and "root" in data and (OmegaConf.is_missing(data, "root") or not data.root):
+        out.append("data.root: pass the folder of your data set, e.g. python -m seg.train data=folder data.root=DIR")
+    return out
+
+
 REQUIREMENTS: dict[str, Callable[[DictConfig], list[str]]] = {
     "train": _train_requirements,
     "eval": _eval_requirements,
@@ -256,6 +289,7 @@ def problems(cfg: DictConfig) -> list[str]:
         v = _value(cfg, key)
         if v is not _ABSENT and (why := rule(v)):
             out.append(f"{key}={_shown(v)}: {why}")
+    out += _data_requirements(cfg) if "data" in cfg else []
     return out + REQUIREMENTS.get(str(cfg.get("task_name")), lambda _: [])(cfg)
 
 

@@ -1,0 +1,102 @@
+"""MSRC-v2 written out as a folder data set, in each layout and mask kind that ``data=folder`` reads:
+
+    python -m benchmarks.msrc_folders OUT [--layout flat|voc|per_split] [--masks index|index16|palette|rgb]
+
+The photos are copied byte for byte (BMP); the masks are the archive's targets as an 8-bit index PNG
+(``index``: void becomes 255), a 16-bit index PNG (``index16``), a palette PNG with the MSRC colours
+(``palette``: index = class id, void 255 drawn black), or the archive's own colour BMPs with a
+``classes.txt`` colour table (``rgb``). ``flat`` and ``voc`` keep the archive's split lists and their
+order; ``per_split`` is one folder pair per split (CamVid's ``train/`` + ``trainannot/``). Trained with the
+same settings, the folder form gives what ``data=msrc`` gives (tests/data/test_folder.py; docs/results.md).
+The archive comes from ``--url`` (default ``$SEG_DATA_URL``, else the public archive) into ``--data-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from seg.data.archive import DEFAULT_SHA256, DEFAULT_URL, item_paths, load_item, prepare_data
+from seg.data.labels import LABELS, MSRC, VOID
+from seg.data.splits import SPLITS, read_split
+
+LAYOUTS = {  # where photos, masks and split lists go: (photos, masks, lists) per layout, {split} filled in
+    "flat": ("images", "masks", "."),
+    "voc": ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"),
+    "per_split": ("{split}", "{split}annot", None),
+}
+MASKS = ("index", "index16", "palette", "rgb")
+IGNORE = 255  # MSRC's void in the index masks
+
+
+def _mask(ids: np.ndarray, kind: str) -> Image.Image:
+    ids = np.where(ids == VOID, IGNORE, ids)
+    if kind == "index16":
+        return Image.fromarray(ids.astype(np.uint16))
+    image = Image.fromarray(ids.astype(np.uint8), mode="L")
+    if kind == "palette":
+        image = image.convert("P")
+        palette = np.zeros((256, 3), np.uint8)
+        palette[: MSRC.num_classes] = MSRC.palette
+        image.putpalette(palette.ravel().tolist())
+    return image
+
+
+def write_folder(msrc_root: Path, out: Path, layout: str = "flat", masks: str = "palette") -> Path:
+    """The extracted archive at ``msrc_root`` as a folder data set under ``out`` (made anew); returns ``out``."""
+    photos_dir, masks_dir, lists_dir = LAYOUTS[layout]
+    if out.exists():
+        shutil.rmtree(out)
+    for split in SPLITS:
+        names = read_split(msrc_root / f"{split}.txt")
+        photos = out / photos_dir.format(split=split)
+        labels = out / masks_dir.format(split=split)
+        photos.mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            image, target = item_paths(msrc_root, name)
+            shutil.copyfile(image, photos / image.name)
+            if masks == "rgb":
+                shutil.copyfile(target, labels / f"{name}.bmp")
+            else:
+                _mask(load_item(msrc_root, name)[1].astype(np.int64), masks).save(labels / f"{name}.png")
+        if lists_dir is not None:
+            (out / lists_dir).mkdir(parents=True, exist_ok=True)
+            (out / lists_dir / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
+    lines = [f"{c.name} {c.rgb[0]} {c.rgb[1]} {c.rgb[2]}" for c in LABELS]  # void first: the ignored colour
+    (out / "classes.txt").write_text("\n".join(lines) + "\n")
+    return out
+
+
+def overrides(root: Path, layout: str) -> list[str]:
+    """The ``data=folder`` overrides that read what :func:`write_folder` wrote (MSRC's void ignored, its
+    classes known: horse is in no training photo)."""
+    photos, masks, lists = LAYOUTS[layout]
+    common = ["data=folder", f"data.root={root}", f"data.ignore_index={IGNORE}", "data.allow_unseen_classes=true"]
+    if layout == "per_split":
+        return common + [
+            f"data.{s}.{k}={d.format(split=s)}" for s in SPLITS for k, d in (("images", photos), ("masks", masks))
+        ]
+    return [*common, f"data.images={photos}", f"data.masks={masks}", f"data.splits_dir={lists}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="the folder to write (replaced if it exists)")
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="flat")
+    parser.add_argument("--masks", choices=MASKS, default="palette")
+    parser.add_argument("--url", default=os.environ.get("SEG_DATA_URL", DEFAULT_URL))
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    args = parser.parse_args()
+    msrc = prepare_data(args.url, args.data_dir, DEFAULT_SHA256 if args.url == DEFAULT_URL else None)
+    out = write_folder(msrc, args.out, args.layout, args.masks)
+    print(f"wrote {out}; train on it with: python -m seg.train {' '.join(overrides(out, args.layout))}")
+
+
+if __name__ == "__main__":
+    main()
