@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from seg.model.nets import MobileNetSkipSeg, count_parameters
 from seg.run.build import build_module
 
-from helpers import compose_config
+from helpers import ROOT, compose_config
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
@@ -133,3 +133,21 @@ def test_every_trainer_argument_is_overridable_without_plus():
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, precision="32-true")
     assert trainer.limit_train_batches == 2 and trainer.gradient_clip_val == 0.5
     assert trainer.max_epochs == 50 and trainer.num_sanity_val_steps == 2  # Lightning's default kept
+
+
+def test_a_data_config_of_your_own_composes_on_top_of_folder(tmp_path):
+    """The README's conf/data/camvid.yaml pattern: the folder option's keys with your own values."""
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    conf = shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    (conf / "data" / "camvid.yaml").write_text(
+        "defaults:\n  - folder\n  - _self_\nroot: /data/CamVid\n"
+        "train: {images: train, masks: trainannot}\nval: {images: val, masks: valannot}\n"
+        "test: {images: test, masks: testannot}\nclasses: [sky, building]\nignore_index: 11\n"
+    )
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("train", overrides=["data=camvid"])
+    assert cfg.data._target_ == "seg.data.datamodule.FolderDataModule" and cfg.data.root == "/data/CamVid"
+    assert cfg.data.train.masks == "trainannot" and cfg.data.ignore_index == 11 and cfg.data.crop_size == 240
