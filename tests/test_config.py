@@ -151,3 +151,11 @@ def test_a_data_config_of_your_own_composes_on_top_of_folder(tmp_path):
         cfg = compose("train", overrides=["data=camvid"])
     assert cfg.data._target_ == "seg.data.datamodule.FolderDataModule" and cfg.data.root == "/data/CamVid"
     assert cfg.data.train.masks == "trainannot" and cfg.data.ignore_index == 11 and cfg.data.crop_size == 240
+
+
+def test_experiment_cv_is_a_5_fold_multirun_of_the_default_recipe():
+    cfg = compose_config("train", "experiment=cv", hydra_config=True)
+    default = compose_config("train")
+    assert cfg.data.folds == 5 and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert cfg.hydra.sweeper.params["data.fold"] == "range(5)"
+    assert cfg.model == default.model and cfg.optimizer == default.optimizer and cfg.trainer == default.trainer

@@ -97,6 +97,28 @@ class SegDataModule(pl.LightningDataModule):
         """The items a split lists, before any folds."""
         raise NotImplementedError
 
+    @property
+    def cached(self) -> bool:
+        """Whether decoded photos and masks are kept in memory: ``cache``, unless the data set would not fit
+        in ``cache_max_gb`` (then every access decodes from disk, with a log line once)."""
+        if not self.hparams.cache:
+            return False
+        need = self.decoded_bytes() / 2**30
+        limit = self.hparams.get("cache_max_gb")
+        if limit is not None and need > limit:
+            if not getattr(self, "_said_too_big", False):
+                log.warning(
+                    f"data.cache: the decoded data set needs {need:.1f} GB, over data.cache_max_gb={limit}: "
+                    f"photos and masks are decoded at every access instead"
+                )
+                self._said_too_big = True
+            return False
+        return True
+
+    def decoded_bytes(self) -> int:
+        """What the decoded data set takes in memory (0 where unknown up front: small data sets)."""
+        return 0
+
     # ------------------------------------------------------------------ splits and folds ------------
 
     def items(self, split: str) -> list[Hashable]:
@@ -110,7 +132,7 @@ class SegDataModule(pl.LightningDataModule):
 
     def classes_of(self, items: Mapping[str, Hashable]) -> dict[str, list[int]]:
         """The classes each item shows (by name): read from the decoded masks."""
-        dataset = SegDataset(list(items.values()), self.reader, cache=self.hparams.cache)
+        dataset = SegDataset(list(items.values()), self.reader, cache=self.cached)
         return dataset.classes_of(self.label_set.num_classes)
 
     @property
@@ -120,7 +142,7 @@ class SegDataModule(pl.LightningDataModule):
         self.prepare_data()
         reads = {}
         for split in SPLITS:
-            data = SegDataset(self.items(split), self.reader, cache=self.hparams.cache)
+            data = SegDataset(self.items(split), self.reader, cache=self.cached)
             masks = (data.raw(i)[1].astype("int64") for i in range(len(data)))
             reads[split] = [Read(n, ids, self.mask_mode, n) for n, ids in zip(data.names, masks)]
         return tally(reads, self.label_set, True, [], self.how)
@@ -151,7 +173,7 @@ class SegDataModule(pl.LightningDataModule):
         for split in SPLITS_OF_STAGE.get(stage, SPLITS):
             if split not in self.datasets:
                 items = self.items(split)
-                self.datasets[split] = SegDataset(items, self.reader, self.transform(split), cache=self.hparams.cache)
+                self.datasets[split] = SegDataset(items, self.reader, self.transform(split), cache=self.cached)
 
     def split_dataset(self, split: str) -> SegDataset:
         """The dataset of one split, set up on first use (the data set is fetched and checked first)."""
@@ -284,6 +306,7 @@ class FolderDataModule(SegDataModule):
         ignore_index: int = 255,
         allow_unseen_classes: bool = False,
         cache_dir: str | None = None,
+        cache_max_gb: float | None = 4.0,
         batch_size: int = 8,
         num_workers: int = 0,
         crop_size: int | None = 240,
@@ -361,6 +384,11 @@ class FolderDataModule(SegDataModule):
 
     def split_items(self, split: str) -> list[Hashable]:
         return list(self.catalogue.splits[split])
+
+    def decoded_bytes(self) -> int:
+        """RGB photos and masks of every split at their own size (the survey knows the sizes): 4 bytes a pixel."""
+        sizes = ([*size.split("x"), n] for st in self.survey.splits.values() for size, n in st.sizes.items())
+        return sum(4 * int(w) * int(h) * n for w, h, n in sizes)
 
     def classes_of(self, items: Mapping[str, Hashable]) -> dict[str, list[int]]:
         known = self.survey.classes_of

@@ -155,6 +155,7 @@ RULES: dict[str, Rule] = {
     "data.split_fractions": fractions,
     "data.split_seed": integer(),
     "data.allow_unseen_classes": switch,
+    "data.cache_max_gb": number(0, above=True),
     # the model and its optimisation (seg.train)
     "model.net.freeze_params": encoder_tensors,
     "model.encoder_lr_mult": number(0, above=True),

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks.msrc_folders import LAYOUTS, MASKS, write_folder
@@ -276,3 +277,15 @@ def test_a_bad_data_set_stops_seg_train_before_any_work(tmp_path, caplog):
     assert exit_.value.code == 2 and "DataCheckError" in caplog.text
     assert "train.txt lists 1 names without a photo and mask pair, e.g. ['photo_001']" in caplog.text
     assert not (tmp_path / "run").exists()  # nothing built, nothing written
+
+
+def test_a_data_set_too_large_for_the_cache_is_decoded_at_every_access(tmp_path, caplog):
+    root = write_folder_dataset(tmp_path / "own", per_split={"train": 3, "val": 1, "test": 1})
+    small = folder_module(root, tmp_path)
+    assert small.cached and 0 < small.decoded_bytes() < 2**20
+    tight = folder_module(root, tmp_path, cache_max_gb=small.decoded_bytes() / 2**30 / 2)
+    tight.setup("fit")
+    assert not tight.cached and tight.datasets["train"].images is None  # decoded on demand
+    assert "decoded at every access instead" in caplog.text
+    x, y = tight.datasets["train"][0]
+    assert x.shape[0] == 3 and y.dtype == torch.int64
