@@ -79,12 +79,17 @@ def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url, archiv
         str(out),
     )
     report = json.loads((out / "data.json").read_text())
-    assert [r["config"] for r in report["results"]] == ["cache", "no_cache", "cache+augment", "no_cache+augment"]
+    configs = ["cache", "no_cache", "cache+augment", "no_cache+augment"]
+    assert [(r["source"], r["config"]) for r in report["results"]] == [
+        (s, c) for c in configs for s in ("msrc", "folder")
+    ]
     for r in report["results"]:
         assert r["images"] == 6 and r["first_epoch_ms_per_image"] > 0 and r["later_epochs_ms_per_image"] > 0
     assert (tmp_path / "data" / "segmentation_data" / "train.txt").is_file()  # fetched through seg.data
+    assert (tmp_path / "data" / "msrc_folder" / "classes.txt").is_file()  # the same data as folders
     rows = [line for line in (out / "data.md").read_text().splitlines() if line.startswith("| ")]
-    assert len(rows) == 5 and rows[1].startswith("| cache |") and rows[0] in proc.stdout
+    assert len(rows) == 9 and rows[1].startswith("| msrc | cache |") and rows[2].startswith("| folder | cache |")
+    assert rows[0] in proc.stdout
 
 
 def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported):
