@@ -199,7 +199,7 @@ def test_ddp_on_two_cpu_processes_as_typed_rank_zero_writes_and_val_acc_is_synce
     # Rank 1 is re-launched by Lightning with hydra.output_subdir=null into the same run dir and
     # leaves only its own text log.
     assert sorted(p.name for p in run.iterdir()) == sorted(
-        [".hydra", "checkpoints", "result.json", "tensorboard", "train.log", "train_ddp_process_1.log"]
+        [".hydra", "checkpoints", "result.json", "splits", "tensorboard", "train.log", "train_ddp_process_1.log"]
     )
     assert sorted(p.name for p in (run / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
     events = list((run / "tensorboard").glob("events.out.tfevents.*"))
