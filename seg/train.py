@@ -26,7 +26,7 @@ from seg.run.settings import tta_value
 
 log = logging.getLogger(__name__)
 
-HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/miou")
+HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/acc_per_image_mean", "test/miou")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -79,6 +79,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     summary = {
         "best val/acc": metrics.get("best/val/acc"),
         "test/acc": metrics.get("test/acc"),
+        "test/acc_per_image_mean": metrics.get("test/acc_per_image_mean"),
         "test/miou": metrics.get("test/miou"),
         "best checkpoint": best_path or None,
         "last checkpoint": last_path or None,
@@ -88,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     }
     log.info(
         "Summary:\n"
-        + "\n".join(f"  {k:16s} {v:.4f}" if isinstance(v, float) else f"  {k:16s} {v}" for k, v in summary.items())
+        + "\n".join(f"  {k:23s} {v:.4f}" if isinstance(v, float) else f"  {k:23s} {v}" for k, v in summary.items())
     )
     if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.run.sweep.SweepSummary)
         write_result(
