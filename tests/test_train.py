@@ -1,4 +1,5 @@
-"""`python -m seg.train` end to end through Hydra: runs, resume, fast_dev_run, multiruns, DDP, the real data."""
+"""`python -m seg.train` end to end through Hydra: runs, resume, fast_dev_run, DDP, the real data (multiruns:
+tests/run/test_sweep.py)."""
 
 from __future__ import annotations
 
@@ -66,18 +67,6 @@ def test_fast_dev_run_shortcut(train_overrides, tmp_path):
     out = proc.stdout + proc.stderr
     assert "fast_dev_run" in out and "`max_steps=1` reached" in out
     assert "test/acc" in (tmp_path / "fdr" / "train.log").read_text()  # the summary after testing
-
-
-def test_multirun_runs_every_job(train_overrides, tmp_path):
-    sweep = tmp_path / "sweep"
-    run_train("-m", *train_overrides, "trainer.max_epochs=1", "optimizer.lr=1e-3,3e-4", f"hydra.sweep.dir={sweep}")
-    for job, lr in (("0", 1e-3), ("1", 3e-4)):
-        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
-        assert "val/acc" in scalars(sweep / job)
-        assert "- optimizer.lr=" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
-        cfg = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
-        assert cfg["optimizer"]["lr"] == pytest.approx(lr)
-    assert (sweep / "multirun.yaml").is_file()
 
 
 def test_any_trainer_argument_can_be_overridden(tmp_path):
