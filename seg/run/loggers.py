@@ -44,8 +44,8 @@ def stay_offline() -> None:
 
 
 def build_loggers(logger_cfg: Any, purge_step: int | None = None) -> list[Logger]:
-    """The configured loggers, instantiated. ``purge_step`` (a run continued in its folder) goes to
-    TensorBoard, which then drops what the first part logged after the checkpoint."""
+    """The configured loggers, instantiated. ``purge_step`` (a run continued in its folder): TensorBoard
+    and the CSV logger drop what the first part logged after the checkpoint and keep the rest."""
     from hydra.utils import instantiate
 
     loggers = []
@@ -58,8 +58,28 @@ def build_loggers(logger_cfg: Any, purge_step: int | None = None) -> list[Logger
         uri = str(cfg.get("tracking_uri") or "")
         if kind == "MLFlowLogger" and uri.startswith(SQLITE):  # SQLite makes the database file, not its folder
             Path(uri[len(SQLITE) :]).parent.mkdir(parents=True, exist_ok=True)
-        loggers.append(instantiate(cfg, **kwargs))
+        logger = instantiate(cfg, **kwargs)
+        if kind == "CSVLogger" and purge_step is not None:
+            continue_csv(logger, purge_step)
+        loggers.append(logger)
     return loggers
+
+
+def continue_csv(logger: Logger, purge_step: int) -> None:
+    """A run continued in its folder keeps the rows of its ``metrics.csv`` logged before ``purge_step``
+    (as TensorBoard keeps its events); Lightning's CSV writer would delete the file."""
+    import csv
+    import warnings
+
+    path = Path(logger.log_dir) / "metrics.csv"
+    kept = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if r.get("step") and int(float(r["step"])) < purge_step]
+    with warnings.catch_warnings():  # Lightning's "previous log files ... will be deleted": not these rows
+        warnings.filterwarnings("ignore", message="Experiment logs directory")
+        writer = logger.experiment
+    writer.metrics[:0] = kept  # written back, before the new rows, at the writer's first save
 
 
 def log_run_end(loggers: Sequence[Logger], table: dict, final: dict[str, float], step: int) -> None:

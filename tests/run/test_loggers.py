@@ -171,3 +171,21 @@ def test_wandb_runs_offline_in_the_run_dir_without_touching_the_network(many_run
     assert config["optimizer"]["lr"] == 0.001
     images = offline / "files" / "media" / "images"  # <tag>_<step>_<hash>.png
     assert {p.relative_to(images).as_posix().rsplit("_", 2)[0] for p in images.rglob("*.png")} == PICTURES
+
+
+def test_a_run_continued_in_its_folder_keeps_the_csv_rows_before_the_checkpoint(tmp_path):
+    cfg = compose_config("train", "logger=csv", f"paths.output_dir={tmp_path}")
+    first = build_loggers(cfg.logger)[0]
+    for step in range(5):
+        first.log_metrics({"train/loss_step": 1.0 / (step + 1)}, step=step)
+    first.finalize("success")
+    resumed = build_loggers(cfg.logger, purge_step=3)[0]  # the checkpoint was at step 3
+    resumed.log_metrics({"train/loss_step": 0.1, "val/acc": 0.5}, step=3)
+    resumed.finalize("success")
+    rows = read_csv(tmp_path / "csv" / "metrics.csv")
+    assert [(r["step"], r["train/loss_step"], r["val/acc"]) for r in rows] == [
+        ("0", "1.0", ""),
+        ("1", "0.5", ""),
+        ("2", "0.3333333333333333", ""),
+        ("3", "0.1", "0.5"),
+    ]
