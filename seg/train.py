@@ -20,35 +20,58 @@ from seg.callbacks.stops import GracefulStop
 from seg.model.checkpoint import check_weights_fit, read_checkpoint
 from seg.run.build import build, hparams_for_table
 from seg.run.entry import hydra_main, run_job
+from seg.run.loggers import close_loggers, log_run_end
 from seg.run.results import write_result
 from seg.run.resume import resume_args, run_dir_of
 from seg.run.settings import tta_value
 
 log = logging.getLogger(__name__)
 
-HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/miou")
+HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/acc_per_image_mean", "test/miou")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as configured; returns every logged metric plus ``best/<monitor>``."""
     started = time.perf_counter()
     ckpt_path = cfg.get("ckpt_path")
-    logger_kwargs = {}
+    purge_step = None
     ckpt = None
     if ckpt_path:
         ckpt = read_checkpoint(ckpt_path)  # refuses unsafe files before Lightning opens them
         if run_dir_of(Path(ckpt_path)) == Path(cfg.paths.output_dir).resolve():
             # continuing in the same folder: TensorBoard drops what the first part logged after this checkpoint
-            logger_kwargs["purge_step"] = ckpt.get("global_step", 0)
+            purge_step = ckpt.get("global_step", 0)
             log.info(f"Resuming {cfg.paths.output_dir} from {ckpt_path} (epoch {ckpt.get('epoch')})")
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule, model, trainer = build(cfg, **logger_kwargs)
+    datamodule, model, trainer = build(cfg, purge_step)
+    ok = False
+    try:
+        metrics = fit_and_test(cfg, datamodule, model, trainer, ckpt, ckpt_path)
+        ok = True
+    finally:
+        close_loggers(trainer.loggers, ok)
+    if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.run.sweep.SweepSummary)
+        write_result(
+            cfg.paths.output_dir, metrics, epochs=trainer.current_epoch, wall_time=time.perf_counter() - started
+        )
+    return metrics
+
+
+def fit_and_test(
+    cfg: DictConfig,
+    datamodule: pl.LightningDataModule,
+    model: pl.LightningModule,
+    trainer: pl.Trainer,
+    ckpt: dict | None,
+    ckpt_path: str | None,
+) -> dict[str, float]:
+    """The run itself, logged to every logger: fit, test, then the summary in the log."""
     if ckpt is not None:
         check_weights_fit(ckpt, model, ckpt_path)  # another net's checkpoint: one line, before any training
     if getattr(model.criterion, "needs_class_counts", False):  # class-weighted loss
         model.criterion.set_class_counts(datamodule.class_pixel_counts("train"))
-    if trainer.logger is not None:
-        trainer.logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    for lg in trainer.loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:  # the items of every split (a seeded split, folds): what this run used
         datamodule.write_splits(Path(cfg.paths.output_dir) / "splits")
 
@@ -73,14 +96,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_to_test, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
 
-    if trainer.logger is not None:
-        # TensorBoard's HPARAMS tab: this run's hyperparameters beside its final metrics, so that the
-        # runs of a sweep can be compared in one table
-        final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in HPARAM_METRICS if k in metrics}
-        trainer.logger.log_hyperparams(hparams_for_table(cfg), final)
+    # this run's hyperparameters beside its final metrics (TensorBoard's HPARAMS tab), so that the runs
+    # of a sweep can be compared in one table
+    final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in HPARAM_METRICS if k in metrics}
+    log_run_end(trainer.loggers, hparams_for_table(cfg), final, trainer.global_step)
     summary = {
         "best val/acc": metrics.get("best/val/acc"),
         "test/acc": metrics.get("test/acc"),
+        "test/acc_per_image_mean": metrics.get("test/acc_per_image_mean"),
         "test/miou": metrics.get("test/miou"),
         "best checkpoint": best_path or None,
         "last checkpoint": last_path or None,
@@ -90,12 +113,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     }
     log.info(
         "Summary:\n"
-        + "\n".join(f"  {k:16s} {v:.4f}" if isinstance(v, float) else f"  {k:16s} {v}" for k, v in summary.items())
+        + "\n".join(f"  {k:23s} {v:.4f}" if isinstance(v, float) else f"  {k:23s} {v}" for k, v in summary.items())
     )
-    if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.run.sweep.SweepSummary)
-        write_result(
-            cfg.paths.output_dir, metrics, epochs=trainer.current_epoch, wall_time=time.perf_counter() - started
-        )
     return metrics
 
 

@@ -87,7 +87,7 @@ def tiny_run(tmp_path_factory, archive_url, data_dir) -> Path:
         "seg.train",
         *tiny_overrides(archive_url, data_dir, tmp / "outputs"),
         "trainer.max_epochs=2",
-        "callbacks.prediction_images.log_images_every_n_epochs=1",
+        "callbacks.pictures.log_images_every_n_epochs=1",
         f"hydra.run.dir={run}",
     )
     return run

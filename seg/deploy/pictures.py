@@ -1,4 +1,6 @@
-"""A prediction as pictures: the colour map, the palette PNG of class ids, the photo overlaid with a legend.
+"""A prediction as pictures: the colour map, the palette PNG of class ids, the photo overlaid with a legend,
+and the legend itself beside any picture that shows class colours (the training run's prediction grid,
+the notebooks' colour maps).
 
 The palette PNG stores the ids themselves (mode P) with the class colours embedded: viewers show it
 in colour, ``np.array(Image.open(path))`` reads the ids back. NumPy and Pillow only.
@@ -41,18 +43,35 @@ def class_shares(ids: np.ndarray, num_classes: int) -> list[tuple[int, float]]:
     return [(int(c), counts[c] / ids.size) for c in order]
 
 
-def overlay(
-    photo: np.ndarray, ids: np.ndarray, palette: np.ndarray, names: Sequence[str], alpha: float = 0.5
+def classes_shown(num_classes: int, *ids: np.ndarray) -> list[int]:
+    """The class ids that occur in any of the id maps ``ids``, in id order (ignored ids, outside
+    [0, num_classes), left out): what a legend of those maps lists."""
+    present = np.zeros(num_classes, bool)
+    for m in ids:
+        m = np.asarray(m).ravel()
+        present[m[(m >= 0) & (m < num_classes)].astype(np.int64)] = True
+    return np.flatnonzero(present).tolist()
+
+
+def legend_font_size(height: int, width: int) -> int:
+    """A legend text size that scales with the picture, within readable bounds (12 to 40 pixels)."""
+    return int(np.clip(max(height, width) / 40, 12, 40))
+
+
+def with_legend(
+    picture: np.ndarray | Image.Image,
+    rows: Sequence[tuple[int, str]],
+    palette: np.ndarray,
+    font_size: int | None = None,
 ) -> Image.Image:
-    """The photo blended with its class colours (``alpha`` = weight of the colours), with a legend of
-    the classes present and their pixel shares in a panel to its right."""
-    blend = (1 - alpha) * photo.astype(np.float32) + alpha * colorize(ids, palette).astype(np.float32)
-    picture = Image.fromarray(np.rint(blend).astype(np.uint8))
-    h, w = ids.shape
-    # the legend's text scales with the photo, within readable bounds
-    font = ImageFont.load_default(size=int(np.clip(max(h, w) / 40, 12, 40)))
+    """``picture`` (HxWx3 uint8 or RGB image) with a legend panel to its right: one row per ``(class id,
+    text)``, a swatch of the class colour beside the text. No rows: the picture as it is."""
+    picture = Image.fromarray(picture) if isinstance(picture, np.ndarray) else picture.convert("RGB")
+    if not rows:
+        return picture
+    w, h = picture.size
+    font = ImageFont.load_default(size=font_size or legend_font_size(h, w))
     line = round(font.size * 1.5)
-    rows = [(c, f"{names[c]} {100 * s:.1f}%") for c, s in class_shares(ids, len(palette))]
     measure = ImageDraw.Draw(picture)
     text_w = max(measure.textlength(t, font=font) for _, t in rows)
     panel_w = int(text_w) + 2 * line
@@ -65,3 +84,19 @@ def overlay(
         draw.rectangle(swatch, fill=tuple(int(v) for v in palette[c]), outline=(255, 255, 255))
         draw.text((w + line * 5 // 4, y + line // 2), text, fill=(255, 255, 255), font=font, anchor="lm")
     return canvas
+
+
+def colour_map_with_legend(ids: np.ndarray, palette: np.ndarray, names: Sequence[str]) -> Image.Image:
+    """The colour map of HxW class ids (ignored pixels black) with a legend of the classes it shows."""
+    rows = [(c, names[c]) for c in classes_shown(len(palette), ids)]
+    return with_legend(colorize(ids, palette), rows, palette)
+
+
+def overlay(
+    photo: np.ndarray, ids: np.ndarray, palette: np.ndarray, names: Sequence[str], alpha: float = 0.5
+) -> Image.Image:
+    """The photo blended with its class colours (``alpha`` = weight of the colours), with a legend of
+    the classes present and their pixel shares in a panel to its right."""
+    blend = (1 - alpha) * photo.astype(np.float32) + alpha * colorize(ids, palette).astype(np.float32)
+    rows = [(c, f"{names[c]} {100 * s:.1f}%") for c, s in class_shares(ids, len(palette))]
+    return with_legend(np.rint(blend).astype(np.uint8), rows, palette)

@@ -10,13 +10,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
 from seg.core.errors import ConfigError
 from seg.data.labels import LabelSet
 from seg.model.inference import TTA, predict_logits
 from seg.model.losses import nearest_targets
+from seg.model.metrics import per_image_accuracy
 
 
 def _plain(cfg: Any) -> Any:
@@ -90,8 +91,11 @@ class SegModule(pl.LightningModule):
         self.train_metrics = MetricCollection({"acc": train_acc}, prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        # pixel counts (ground truth x prediction) of the test split, drawn by seg.callbacks.images.TestReport
+        # pixel counts (ground truth x prediction) of the test split, drawn by seg.callbacks.images.Pictures
         self.test_confusion = MulticlassConfusionMatrix(num_classes, ignore_index=ignore)
+        # the course's metric: the mean over test images of each image's masked pixel accuracy (seg.eval's
+        # acc_per_image_mean); a metric state, so that DDP sums it over the processes
+        self.test_image_acc = MeanMetric()
         # test-time augmentation of the test stage (seg.model.inference's TTA; seg.train sets it from test_tta):
         # not a hyperparameter of the weights, so not saved in checkpoints
         self.test_tta: TTA = False
@@ -120,6 +124,10 @@ class SegModule(pl.LightningModule):
         metrics.update(pred, y)
         if stage == "test":
             self.test_confusion.update(pred, y)
+            per_image = torch.tensor(per_image_accuracy(pred, y, self.label_set.ignore_index), device=pred.device)
+            if (scored := per_image[~per_image.isnan()]).numel():  # an image all ignored has no accuracy
+                self.test_image_acc.update(scored)
+            self.log("test/acc_per_image_mean", self.test_image_acc, on_step=False, on_epoch=True)
         self.log(
             f"{stage}/loss",
             loss,

@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from seg.data.labels import LabelSet
 from seg.run.hardware import auto_precision
+from seg.run.loggers import build_loggers
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,17 @@ def _runs_on_cuda(accelerator: str) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def build_trainer(cfg: DictConfig, **logger_kwargs: Any) -> pl.Trainer:
-    """``cfg.trainer`` with every configured callback and the logger (``logger_kwargs`` on top of its config).
+def build_trainer(cfg: DictConfig, purge_step: int | None = None) -> pl.Trainer:
+    """``cfg.trainer`` with every configured callback and logger (:func:`seg.run.loggers.build_loggers`;
+    ``purge_step``: a run continued in its own folder).
 
     ``trainer.precision=auto`` becomes bf16-mixed where the hardware has native bfloat16, else 32-true
     (:func:`seg.run.hardware.auto_precision`, logged). ``trainer.sync_batchnorm`` applies where torch supports
     it (CUDA); elsewhere it is turned off with a note, so ``trainer=ddp trainer.accelerator=cpu`` works as typed.
     """
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    logger = instantiate(cfg.logger, **logger_kwargs) if cfg.get("logger") else False
-    if not logger:  # logger=null: nothing to log the learning rate to (Lightning would refuse the monitor)
+    loggers = build_loggers(cfg.get("logger"), purge_step)
+    if not loggers:  # logger=null: nothing to log the learning rate to (Lightning would refuse the monitor)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     overrides: dict[str, Any] = {}
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
@@ -53,15 +55,17 @@ def build_trainer(cfg: DictConfig, **logger_kwargs: Any) -> pl.Trainer:
     if cfg.trainer.get("sync_batchnorm") and not _runs_on_cuda(accelerator):
         log.info("trainer.sync_batchnorm: torch's SyncBatchNorm needs CUDA, so each process keeps its own BatchNorm")
         overrides["sync_batchnorm"] = False
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=logger, **overrides)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
 
 
-def build(cfg: DictConfig, **logger_kwargs: Any) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
+def build(
+    cfg: DictConfig, purge_step: int | None = None
+) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
     """Datamodule, module and trainer of a training run; the module gets the datamodule's label set. The
     data set is fetched and checked first: a bad data set stops the run before anything else is built."""
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
-    return datamodule, build_module(cfg, datamodule.label_set), build_trainer(cfg, **logger_kwargs)
+    return datamodule, build_module(cfg, datamodule.label_set), build_trainer(cfg, purge_step)
 
 
 def hparams_for_table(cfg: DictConfig) -> dict:

@@ -12,6 +12,7 @@ Imports stay light (no torch): ``seg.predict`` on an ONNX model runs these check
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import tempfile
@@ -25,6 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from seg.core.errors import ConfigError, user_errors
 from seg.data.splits import SPLITS
 from seg.model.inference import TTA, tta_scales
+from seg.run.loggers import PACKAGES, class_name, logger_configs
 
 Rule = Callable[[Any], "str | None"]  # what is wrong with a value, or None
 _ABSENT = object()
@@ -167,6 +169,9 @@ RULES: dict[str, Rule] = {
     "test": switch,
     "test_ckpt": one_of("last", "best"),
     "test_tta": tta,
+    # W&B stays offline unless this is false (logger=wandb; logger=many names it logger.wandb)
+    "logger.offline": switch,
+    "logger.wandb.offline": switch,
     # evaluation, prediction and export (seg.eval, seg.predict, seg.export)
     "split": one_of(*SPLITS),
     "tta": tta,
@@ -209,12 +214,31 @@ def _train_requirements(cfg: DictConfig) -> list[str]:
     channels, net = plain(_value(cfg, "model.net.decoder_channels")), str(_value(cfg, "model.net._target_"))
     if net.endswith("MobileNetSkipSeg") and not (isinstance(channels, list) and len(channels) == 3):
         out.append(f"model.net.decoder_channels={_shown(channels)}: the skip decoder needs 3 (stride 16, 8, 4)")
+    out += _logger_requirements(cfg)
     limit = _value(cfg, "trainer.limit_val_batches")
     if _is_number(limit) and limit == 0:
         out.append(
             f"trainer.limit_val_batches={limit}: validation is what picks the best checkpoint and drives the "
             f"scheduler (val/acc); keep at least one batch, e.g. trainer.limit_val_batches=1"
         )
+    return out
+
+
+def _logger_requirements(cfg: DictConfig) -> list[str]:
+    """Each configured logger names its class, and the package it needs is installed (an extra)."""
+    out = []
+    configured = _value(cfg, "logger")
+    for name, logger in logger_configs(None if configured is _ABSENT else configured).items():
+        key = "logger" if name == "logger" else f"logger.{name}"
+        if not isinstance(logger, DictConfig) or not _given(logger.get("_target_")):
+            out.append(f"{key}: names no logger class (_target_); choose one of conf/logger/, e.g. logger=csv")
+            continue
+        package, extra = PACKAGES.get(class_name(logger), (None, None))
+        if package and importlib.util.find_spec(package) is None:
+            out.append(
+                f"{key}: {class_name(logger)} needs the {package} package, which is not installed: "
+                f"pip install -e '.[{extra}]' (or choose another logger, e.g. logger=tensorboard)"
+            )
     return out
 
 

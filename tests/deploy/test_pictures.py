@@ -1,4 +1,5 @@
-"""A prediction as pictures: palette PNG round trip, colour map, pixel shares, the overlay with its legend."""
+"""A prediction as pictures: palette PNG round trip, colour map, pixel shares, the overlay with its legend, the
+legend beside any colour map."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from seg.data.labels import CLASS_NAMES, PALETTE
-from seg.deploy.pictures import class_shares, colorize, ids_png, overlay
+from seg.data.labels import CLASS_NAMES, PALETTE, LabelSet
+from seg.deploy.pictures import (
+    class_shares,
+    classes_shown,
+    colorize,
+    colour_map_with_legend,
+    ids_png,
+    overlay,
+    with_legend,
+)
 
 
 def ids_map(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -69,3 +78,24 @@ def test_overlay_alpha_zero_is_the_photo():
     photo = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     picture = overlay(photo, ids_map(20, 30), PALETTE, CLASS_NAMES, alpha=0.0)
     np.testing.assert_array_equal(np.array(picture)[:20, :30], photo)
+
+
+def test_classes_shown_are_the_ids_present_in_any_map_without_ignored_ones():
+    a = np.array([[3, 3], [-1, 0]])
+    b = np.array([[255, 5], [5, 3]])
+    assert classes_shown(6, a, b) == [0, 3, 5]
+    assert classes_shown(6) == [] and classes_shown(4, b) == [3]  # 5 is outside a 4-class palette
+
+
+def test_a_colour_map_gets_a_legend_of_the_classes_it_shows_in_the_label_sets_colours():
+    labels = LabelSet.from_names(["sea", "sand", "rock"], [(0, 0, 200), (230, 200, 120), (90, 90, 90)], 255)
+    ids = np.zeros((30, 40), np.int64)
+    ids[:, 20:] = 2
+    ids[-3:] = 255  # ignored: black, not in the legend
+    picture = np.array(colour_map_with_legend(ids, labels.palette, labels.names))
+    assert picture.shape[0] >= 30 and picture.shape[1] > 40  # as tall as the map or its legend
+    np.testing.assert_array_equal(picture[:30, :40], colorize(ids, labels.palette))
+    panel = picture[:, 40:]
+    assert [bool((panel == labels.palette[c]).all(-1).any()) for c in range(3)] == [True, False, True]
+    plain = np.zeros((5, 5, 3), np.uint8)
+    assert np.array_equal(np.array(with_legend(plain, [], labels.palette)), plain)  # nothing to list: no panel

@@ -30,6 +30,9 @@ BAD_VALUES = [
     ("train", ["data.crop_size=null"], "data.crop_size=null: data.augment=true needs a crop size"),
     ("train", ["++trainer.limit_val_batches=0"], "trainer.limit_val_batches=0: validation is what picks"),
     ("train", ["model.net.decoder_channels=[64,32]"], "model.net.decoder_channels=[64, 32]: the skip decoder needs 3"),
+    ("train", ["logger=wandb", "logger.offline=maybe"], "logger.offline='maybe': must be true or false"),
+    ("train", ["logger=many", "logger.wandb.offline=1"], "logger.wandb.offline=1: must be true or false"),
+    ("train", ["logger=many", "logger.csv._target_=null"], "logger.csv: names no logger class (_target_)"),
     ("eval", ["ckpt_path=x", "split=training"], "split='training': must be one of train, val, test"),
     ("eval", ["ckpt_path=x", "tta=maybe"], "tta='maybe': use false, true (+ flip) or scales"),
     ("eval", ["ckpt_path=x", "max_side=0"], "max_side=0: must be an integer >= 1 or null"),
@@ -73,6 +76,8 @@ def test_the_shipped_configs_pass_the_checks():
     for overrides in ([], ["experiment=reference"], ["experiment=seed"], ["experiment=best"], ["experiment=fast"]):
         check_settings(compose_config("train", *overrides))
     check_settings(compose_config("train", "trainer=ddp"))
+    for logger in ("csv", "mlflow", "wandb", "many", "null"):  # the extras of every logger are installed here
+        check_settings(compose_config("train", f"logger={logger}" if logger != "null" else "~logger"))
     # native-size evaluation, as documented in conf/eval.yaml
     check_settings(compose_config("eval", "ckpt_path=x", "split=val", "data.crop_size=null", "data.batch_size=1"))
     check_settings(compose_config("predict", "ckpt_path=x", "input=y", "tta=[0.75,1.0]"))
@@ -164,3 +169,16 @@ def test_read_only_predict_and_export_outputs_are_refused_before_any_work(read_o
     assert len(found) == 1 and f"output={read_only_dir / 'masks'}: cannot be written" in found[0], found
     found = problems(compose_config("export", "ckpt_path=x", f"output={read_only_dir / 'model.onnx'}"))
     assert len(found) == 1 and "its folder cannot be written" in found[0], found
+
+
+def test_a_logger_whose_package_is_missing_names_the_extra_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    found = problems(compose_config("train", "logger=many"))
+    assert found == [
+        "logger.mlflow: MLFlowLogger needs the mlflow package, which is not installed: pip install -e '.[mlflow]' "
+        "(or choose another logger, e.g. logger=tensorboard)"
+    ]
+    assert problems(compose_config("train", "logger=many", "logger.mlflow=null")) == []

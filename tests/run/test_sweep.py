@@ -1,18 +1,20 @@
-"""Sweep bookkeeping: grid multirun summaries, the Optuna sweeper, the joblib launcher."""
+"""Sweep bookkeeping: grid multirun summaries (per job, and grouped over seeds and folds), the Optuna sweeper,
+the joblib launcher."""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from seg.run.sweep import COLUMNS, JOB_FILE, SweepSummary, fixed_keys, summary_rows
+from seg.run.sweep import COLUMNS, GROUP_COLUMNS, JOB_FILE, SweepSummary, fixed_keys, group_rows, summary_rows
 
-from helpers import best_score, read_csv, run_module
+from helpers import best_score, read_csv, run_module, scalars
 
 ONE_EPOCH = ["trainer.max_epochs=1"]
 
@@ -78,6 +80,125 @@ def test_summary_sorts_best_first_failed_last_and_drops_shared_overrides(tmp_pat
     assert "3 jobs, 1 failed" in md and md.count("\n| ") == 4  # header + 3 rows
     (tmp_path / ".sweep.json").write_text(json.dumps({"fixed_keys": [], "direction": "minimize"}))
     assert [r["job"] for r in summary_rows(tmp_path)[0]] == [0, 2, 1]  # lowest objective first
+
+
+def write_jobs(sweep_dir: Path, jobs: list[tuple[list[str], float | None, float]], direction: str = "maximize") -> None:
+    """job.json files as SweepSummary writes them: (overrides, objective or None for a failed job, wall time)
+    each; the metrics follow from the objective (test/acc = objective - 0.1, ...)."""
+    (sweep_dir / ".sweep.json").write_text(json.dumps({"fixed_keys": ["data.url"], "direction": direction}))
+    for num, (overrides, obj, wall) in enumerate(jobs):
+        (sweep_dir / str(num)).mkdir()
+        metrics = None
+        if obj is not None:
+            metrics = {
+                "best/val/acc": obj,
+                "test/acc": obj - 0.1,
+                "test/acc_per_image_mean": obj - 0.05,
+                "test/miou": obj / 2,
+            }
+        rec = {
+            "job": num,
+            "status": "completed" if obj is not None else "failed",
+            "overrides": ["data.url=file\\:///x.zip", *overrides],
+            "objective": obj,
+            "metrics": metrics,
+            "wall_time_s": wall,
+            "output_dir": str(sweep_dir / str(num)),
+            "error": None if obj is not None else "RuntimeError: boom",
+        }
+        (sweep_dir / str(num) / JOB_FILE).write_text(json.dumps(rec))
+
+
+def test_groups_pool_the_seeds_and_folds_of_each_setting_best_mean_first(tmp_path):
+    write_jobs(
+        tmp_path,
+        [
+            (["seed=0", "optimizer.lr=0.1"], 0.5, 60.0),
+            (["seed=1", "optimizer.lr=0.1"], 0.7, 120.0),
+            (["seed=0", "optimizer.lr=0.01"], 0.8, 90.0),
+            (["seed=1", "optimizer.lr=0.01"], None, 5.0),  # failed: counted apart, in no mean
+            (["++seed=2", "optimizer.lr=0.01"], 0.9, 90.0),
+            (["data.fold=0", "optimizer.lr=0.001"], 0.6, 30.0),
+            (["data.fold=1", "optimizer.lr=0.001"], 0.8, 30.0),
+            (["seed=0", "optimizer.lr=1.0"], 0.1, 30.0),
+        ],
+    )
+    SweepSummary().write(tmp_path)
+    groups = read_csv(tmp_path / "summary_groups.csv")
+    assert tuple(groups[0]) == GROUP_COLUMNS
+    assert [(g["group"], g["n"], g["failed"]) for g in groups] == [
+        ("optimizer.lr=0.01", "2", "1"),
+        ("optimizer.lr=0.001", "2", "0"),
+        ("optimizer.lr=0.1", "2", "0"),
+        ("optimizer.lr=1.0", "1", "0"),
+    ]
+    best = groups[0]
+    assert float(best["objective mean"]) == pytest.approx(0.85)
+    assert float(best["objective std"]) == pytest.approx(statistics.stdev([0.8, 0.9]))  # ddof=1
+    assert float(best["test/acc mean"]) == pytest.approx(0.75)
+    assert float(best["test/acc_per_image_mean mean"]) == pytest.approx(0.8)
+    assert float(best["test/miou mean"]) == pytest.approx(0.425) and float(best["minutes mean"]) == 1.5
+    assert groups[3]["objective std"] == "" and float(groups[3]["objective mean"]) == pytest.approx(0.1)
+    md = (tmp_path / "summary.md").read_text()
+    assert "## Groups" in md and "sample standard deviation (ddof=1" in md
+    assert "| optimizer.lr=0.1 | 2 | 0 | 0.6000 ± 0.1414 | 0.6000 ± 0.1414 | 0.5000 ± 0.1414 |" in md
+    assert "| 1.50 ± 0.71 |" in md  # minutes: 1 and 2
+    assert md.count("\n| ") == 2 * 1 + 8 + 4  # two headers, the jobs, the groups
+    rows, _ = summary_rows(tmp_path)
+    assert next(g["group"] for g in group_rows(rows, minimize=True)) == "optimizer.lr=1.0"  # lowest first
+
+
+def test_no_groups_table_when_every_setting_ran_once(tmp_path):
+    write_jobs(tmp_path, [(["optimizer.lr=0.1"], 0.5, 6.0), (["optimizer.lr=0.2"], 0.6, 6.0)])
+    SweepSummary().write(tmp_path)
+    assert len(read_csv(tmp_path / "summary_groups.csv")) == 2
+    assert "## Groups" not in (tmp_path / "summary.md").read_text()
+
+
+# ---------------------------------------------------------------- real sweeps (subprocesses) ---------
+
+
+def test_a_grid_of_seeds_and_learning_rates_runs_every_job_and_groups_them_over_the_seeds(train_overrides, tmp_path):
+    sweep = tmp_path / "sweep"
+    run_seg(
+        "-m",
+        *train_overrides,
+        *ONE_EPOCH,
+        "++trainer.limit_train_batches=1",
+        # one step of the trained weights themselves (no EMA) at a high rate: test numbers above 0, so that
+        # the means below could be wrong
+        "callbacks.ema=null",
+        "seed=0,1",
+        "optimizer.lr=1e-2,3e-3",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert (sweep / "multirun.yaml").is_file() and "val/acc" in scalars(sweep / "0")
+    jobs = read_csv(sweep / "summary.csv")
+    assert len(jobs) == 4 and all(r["status"] == "completed" for r in jobs)
+    for r in jobs:  # each job trained with its own seed and learning rate
+        own = dict(o.split("=", 1) for o in r["overrides"].split())
+        assert (
+            f"- optimizer.lr={own['optimizer.lr']}" in (Path(r["output_dir"]) / ".hydra" / "overrides.yaml").read_text()
+        )
+        hp = torch.load(Path(r["output_dir"]) / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+        assert hp["optimizer"]["lr"] == pytest.approx(float(own["optimizer.lr"])) and own["seed"] in ("0", "1")
+    assert any(float(r["test/acc"]) > 0 for r in jobs)
+    groups = read_csv(sweep / "summary_groups.csv")
+    assert sorted((g["group"], g["n"]) for g in groups) == [("optimizer.lr=0.003", "2"), ("optimizer.lr=0.01", "2")]
+    for g in groups:
+        members = [r for r in jobs if r["overrides"].endswith(g["group"])]
+        results = [json.loads((Path(r["output_dir"]) / "result.json").read_text())["metrics"] for r in members]
+        assert len(results) == 2
+        for column, key in [
+            ("best val/acc", "best/val/acc"),
+            ("test/acc", "test/acc"),
+            ("test/acc_per_image_mean", "test/acc_per_image_mean"),
+            ("test/miou", "test/miou"),
+        ]:
+            values = [m[key] for m in results]
+            assert float(g[f"{column} mean"]) == pytest.approx(statistics.fmean(values))
+            assert float(g[f"{column} std"]) == pytest.approx(statistics.stdev(values), abs=1e-12)
+    assert "## Groups" in (sweep / "summary.md").read_text()
 
 
 # ---------------------------------------------------------------- real sweeps (subprocesses) ---------
