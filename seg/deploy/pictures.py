@@ -41,13 +41,19 @@ def class_shares(ids: np.ndarray, num_classes: int) -> list[tuple[int, float]]:
     return [(int(c), counts[c] / ids.size) for c in order]
 
 
+def blend(photo: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """The photo blended with the colours of its class ids, ``alpha`` the weight of the colours (0: the
+    photo alone, 1: the colour map alone)."""
+    mixed = (1 - alpha) * photo.astype(np.float32) + alpha * colorize(ids, palette).astype(np.float32)
+    return Image.fromarray(np.rint(mixed).astype(np.uint8))
+
+
 def overlay(
     photo: np.ndarray, ids: np.ndarray, palette: np.ndarray, names: Sequence[str], alpha: float = 0.5
 ) -> Image.Image:
     """The photo blended with its class colours (``alpha`` = weight of the colours), with a legend of
     the classes present and their pixel shares in a panel to its right."""
-    blend = (1 - alpha) * photo.astype(np.float32) + alpha * colorize(ids, palette).astype(np.float32)
-    picture = Image.fromarray(np.rint(blend).astype(np.uint8))
+    picture = blend(photo, ids, palette, alpha)
     h, w = ids.shape
     # the legend's text scales with the photo, within readable bounds
     font = ImageFont.load_default(size=int(np.clip(max(h, w) / 40, 12, 40)))

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from seg.data.labels import CLASS_NAMES, PALETTE
-from seg.deploy.pictures import class_shares, colorize, ids_png, overlay
+from seg.deploy.pictures import blend, class_shares, colorize, ids_png, overlay
 
 
 def ids_map(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -63,6 +63,18 @@ def test_overlay_blends_the_photo_and_adds_a_legend(hw):
     buf = io.BytesIO()
     picture.save(buf, format="JPEG")  # saves as the overlay JPEG
     assert buf.tell() > 0
+
+
+def test_blend_is_the_overlay_without_its_legend():
+    photo = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    ids = ids_map(20, 30)
+    for alpha in (0.0, 0.3, 1.0):
+        picture = blend(photo, ids, PALETTE, alpha)
+        assert picture.size == (30, 20)
+        np.testing.assert_array_equal(
+            np.array(picture), np.array(overlay(photo, ids, PALETTE, CLASS_NAMES, alpha))[:20, :30]
+        )
+    np.testing.assert_array_equal(np.array(blend(photo, ids, PALETTE, 1.0)), PALETTE[ids])
 
 
 def test_overlay_alpha_zero_is_the_photo():
