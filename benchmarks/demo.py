@@ -7,9 +7,11 @@ photo size (default 320x213, MSRC's common size, and 1024x768) through each mode
 ``seg.demo`` process, and driven by one headless Chromium of the system packages through Playwright
 (nothing is downloaded). The paths alternate within each of ``--rounds`` rounds (the order flipping
 every round, one untimed upload of each size first); the ratio is the median of the per-round
-ratios. The page's own figure for the prediction alone (``Segmenter.predict``) is read off it too.
+ratios. The page's own figures are read off it too: the server's work (reading the photo,
+predicting, making the pictures) and the prediction alone (``Segmenter.predict``).
 
-``--screenshot PNG`` also saves the PyTorch page after predicting ``--photo`` (the README's picture).
+``--screenshot PNG`` also saves the page of the checkpoint's run (``seg.demo runs=RUN_DIR``: its
+picker lists the run) after predicting ``--photo``: the README's picture.
 Writes ``demo.json`` and ``demo.md`` to ``--out`` (default ``outputs/benchmarks/<date>_<time>/``).
 
 The browser helpers here (:func:`chromium`, :class:`DemoServer`, :func:`upload`) also drive the page
@@ -152,9 +154,20 @@ def upload(page: Any, files: list[Path], message: str | None = None, timeout_s: 
     return time.perf_counter() - start
 
 
-def predict_ms(page: Any) -> float:
-    """The page's own figure for the prediction of the photo shown (``segmented in N ms``)."""
-    return float(re.search(r"segmented in ([\d.]+) ms", page.inner_text("#timing")).group(1))
+def page_ms(page: Any) -> tuple[float, float]:
+    """The page's own figures for the photo shown: the prediction alone (``segmented in N ms``), and
+    with reading the photo and making the pictures (the server's whole work)."""
+    text = page.inner_text("#timing")
+    found = re.search(r"segmented in ([\d.]+) ms .*; ([\d.]+) ms with reading", text)
+    return float(found.group(1)), float(found.group(2))
+
+
+def settle(page: Any) -> None:
+    """Wait until no panel of the page shows Gradio's busy state (it dims them), e.g. for a screenshot."""
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=status-tracker]')].every(t => t.classList.contains('hide'))"
+    )
+    page.wait_for_timeout(500)  # the panels' fade back in
 
 
 def open_page(browser: Any, url: str, width: int = 1400, height: int = 900) -> Any:
@@ -169,26 +182,28 @@ def measure(pages: dict[str, Any], photos: dict[str, Path], rounds: int) -> list
     for page in pages.values():  # untimed: the first prediction of each size warms the model up
         for f in photos.values():
             upload(page, [f])
-    times: dict[tuple[str, str], list[tuple[float, float]]] = {(s, n): [] for s in photos for n in pages}
+    # (size, path) -> per round: (upload to overlay, the prediction, the server's work), in ms
+    times: dict[tuple[str, str], list[tuple[float, float, float]]] = {(s, n): [] for s in photos for n in pages}
     names = list(pages)
     for r in range(rounds):
         for size, f in photos.items():
             for name in names if r % 2 == 0 else names[::-1]:
                 seconds = upload(pages[name], [f])
-                times[size, name].append((1000 * seconds, predict_ms(pages[name])))
+                times[size, name].append((1000 * seconds, *page_ms(pages[name])))
                 print(f"[benchmarks.demo] round {r + 1} {size} {name}: {1000 * seconds:.0f} ms", file=sys.stderr)
     results = []
     for size in photos:
         for name in names:
-            ms = [t for t, _ in times[size, name]]
-            ratios = [a / b for (a, _), (b, _) in zip(times[size, "pytorch"], times[size, name])]
+            ms = [t[0] for t in times[size, name]]
+            ratios = [a[0] / b[0] for a, b in zip(times[size, "pytorch"], times[size, name])]
             results.append(
                 {
                     "size": size,
                     "path": name,
                     "upload_to_overlay_ms": statistics.median(ms),
                     "round_ms": ms,
-                    "predict_ms": statistics.median(p for _, p in times[size, name]),
+                    "predict_ms": statistics.median(t[1] for t in times[size, name]),
+                    "server_ms": statistics.median(t[2] for t in times[size, name]),
                     "speedup_vs_pytorch": statistics.median(ratios),
                     "round_speedups": ratios,
                 }
@@ -204,16 +219,17 @@ def markdown(report: dict) -> str:
         f"onnxruntime {r['onnxruntime']}, gradio {r['gradio']}; {r['date']}.",
         "",
         "| photo | model | upload to overlay, ms (median) | speed-up vs PyTorch (median of rounds) | per-round ms "
-        "| of which the prediction, ms (the page's figure) |",
-        "|---|---|---|---|---|---|",
+        "| of which the server's work, ms | of which the prediction, ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in r["results"]:
         rounds = ", ".join(f"{v:.0f}" for v in row["round_ms"])
         lines.append(
             f"| {row['size']} | {row['path']} | {row['upload_to_overlay_ms']:.0f} | {row['speedup_vs_pytorch']:.2f}x "
-            f"| {rounds} | {row['predict_ms']:.0f} |"
+            f"| {rounds} | {row['server_ms']:.0f} | {row['predict_ms']:.0f} |"
         )
-    lines += ["", f"Command: `{r['command']}`."]
+    lines += ["", f"Load average (1 min) before and after: {r['load_before']:.1f}, {r['load_after']:.1f}.", ""]
+    lines += [f"Command: `{r['command']}`."]
     return "\n".join(lines) + "\n"
 
 
@@ -224,7 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=lambda s: [parse_size(v) for v in s.split(",")], default="320x213,1024x768")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--photo", type=Path, help="a photo for the screenshot")
-    parser.add_argument("--screenshot", type=Path, help="save the PyTorch page after predicting --photo here")
+    parser.add_argument(
+        "--screenshot", type=Path, help="save here the page of the --ckpt's run (its picker) after predicting --photo"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     if isinstance(args.sizes, str):
@@ -244,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             photos[f"{w}x{h}"] = Path(tmp) / f"photo_{w}x{h}.jpg"
             Image.fromarray(photo(w, h)).save(photos[f"{w}x{h}"], quality=90)
         env = {"GRADIO_TEMP_DIR": str(Path(tmp) / "gradio")}
+        load_before = os.getloadavg()[0]
         servers = {
             "pytorch": DemoServer(f"ckpt_path={args.ckpt}", env=env),
             "onnxruntime": DemoServer(f"model_file={args.onnx}", env=env),
@@ -252,10 +271,15 @@ def main(argv: list[str] | None = None) -> None:
             with chromium() as browser:
                 pages = {name: open_page(browser, s.url) for name, s in servers.items()}
                 results = measure(pages, photos, args.rounds)
-                if args.screenshot:
-                    upload(pages["pytorch"], [args.photo or photos[next(iter(photos))]])
-                    pages["pytorch"].screenshot(path=str(args.screenshot), full_page=True)
+                load_after = os.getloadavg()[0]
                 version = browser.version
+                if args.screenshot:
+                    # the page as `python -m seg.demo runs=RUN_DIR` shows it: the picker lists the run
+                    servers["picker"] = DemoServer(f"runs={args.ckpt.resolve().parents[1]}", env=env)
+                    page = open_page(browser, servers["picker"].url)
+                    upload(page, [args.photo or photos[next(iter(photos))]])
+                    settle(page)
+                    page.screenshot(path=str(args.screenshot), full_page=True)
         finally:
             for s in servers.values():
                 s.stop()
@@ -263,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m benchmarks.demo " + " ".join(argv if argv is not None else sys.argv[1:]),
         "rounds": args.rounds,
+        "load_before": load_before,
+        "load_after": load_after,
         "chromium": version,
         "gradio": gradio.__version__,
         "onnxruntime": onnxruntime.__version__,

@@ -201,6 +201,20 @@ def test_a_photo_over_the_pages_limit_gets_a_message(page, photos):
     clear(page)
 
 
+def test_the_benchmark_times_upload_to_overlay_per_size_and_path(page, photos):
+    from benchmarks.demo import markdown, measure
+
+    results = measure({"pytorch": page, "onnxruntime": page}, {"48x64": photos["turned.jpg"]}, rounds=2)
+    assert [(r["size"], r["path"]) for r in results] == [("48x64", "pytorch"), ("48x64", "onnxruntime")]
+    for r in results:
+        assert len(r["round_ms"]) == 2 and 0 <= r["predict_ms"] <= r["server_ms"] < r["upload_to_overlay_ms"]
+    assert results[0]["round_speedups"] == [1.0, 1.0]
+    machine = {"cpu": "cpu", "cpu_kind": "AVX2", "logical_cpus": 2, "torch": "2"}
+    report = {"rounds": 2, "chromium": "1", "onnxruntime": "1", "gradio": "6", "date": "today", "command": "c"}
+    table = markdown({**report, "load_before": 1.0, "load_after": 2.0, "machine": machine, "results": results})
+    assert table.count("| 48x64 |") == 2 and "Load average (1 min) before and after: 1.0, 2.0" in table
+
+
 def test_the_server_imports_no_torch_and_reaches_nothing_beyond_this_machine(page, server):
     port = server.url.split(":")[2].rstrip("/")
     assert page.requested and all(u.startswith(f"http://127.0.0.1:{port}/") for u in page.requested), {
