@@ -170,8 +170,11 @@ def settle(page: Any) -> None:
     page.wait_for_timeout(500)  # the panels' fade back in
 
 
-def open_page(browser: Any, url: str, width: int = 1400, height: int = 900) -> Any:
+def open_page(browser: Any, url: str, requested: list[str] | None = None, width: int = 1400, height: int = 900) -> Any:
+    """A new tab on the page, once its upload field is there; ``requested`` collects every URL it asks for."""
     page = browser.new_page(viewport={"width": width, "height": height})
+    if requested is not None:
+        page.on("request", lambda r: requested.append(r.url))
     page.goto(url)
     page.wait_for_selector("#photos input[type=file]", state="attached")
     return page

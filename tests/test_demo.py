@@ -94,11 +94,9 @@ def browser():
 @pytest.fixture(scope="module")
 def page(browser, server):
     """The page, with every address it requested."""
-    page = open_page(browser, server.url)
-    page.requested = []
-    page.on("request", lambda r: page.requested.append(r.url))
-    page.goto(server.url)  # again, now recorded
-    page.wait_for_selector("#photos input[type=file]", state="attached")
+    requested: list[str] = []
+    page = open_page(browser, server.url, requested)
+    page.requested = requested
     return page
 
 

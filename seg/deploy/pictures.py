@@ -1,4 +1,5 @@
-"""A prediction as pictures: the colour map, the palette PNG of class ids, the photo overlaid with a legend.
+"""A prediction as pictures: the colour map, the palette PNG of class ids, the photo blended with the
+colours, and that blend with a legend beside it.
 
 The palette PNG stores the ids themselves (mode P) with the class colours embedded: viewers show it
 in colour, ``np.array(Image.open(path))`` reads the ids back. NumPy and Pillow only.
