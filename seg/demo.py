@@ -11,7 +11,7 @@ segmented gets a message on the page. With ``model_file=*.onnx`` no torch is imp
 
 The page is Gradio's: the library most published segmentation demos use, with uploads, image panels,
 tables, downloads and a request queue (one prediction at a time on a small CPU) as ready parts. Its
-telemetry and version check are off; nothing leaves this machine unless ``share=true``.
+telemetry and version check are off: the server calls nothing beyond this machine unless ``share=true``.
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ def _preview_size(width: int, height: int) -> tuple[int, int]:
     return w, h
 
 
-def _previews(segmenter: Segmenter, photo: np.ndarray, ids: np.ndarray, mask: Path, folder: Path, alpha: float):
+def _previews(
+    segmenter: Segmenter, photo: np.ndarray, ids: np.ndarray, mask: Path, folder: Path, alpha: float
+) -> tuple[Path, Path]:
     """The overlay the page shows and its class-colour picture: the full-size files, shrunk to PREVIEW_SIDE."""
     height, width = ids.shape
     size = _preview_size(width, height)
