@@ -9,7 +9,6 @@ run then ends with an error once the others are written.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections import Counter
@@ -18,29 +17,20 @@ from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
-from PIL import Image
 from tqdm import tqdm
 
 from seg.core.errors import ConfigError
-from seg.core.files import atomic_write, write_csv
+from seg.core.files import write_csv
 from seg.deploy.photos import PhotoError, find_photos, load_photo, photo_size
-from seg.deploy.pictures import class_shares, ids_png
+from seg.deploy.pictures import class_shares
 from seg.deploy.segmenter import Segmenter
 from seg.run.entry import hydra_main, run_job
-from seg.run.settings import tta_value
+from seg.run.predictions import mask_file, open_segmenter, overlay_file, write_mask, write_overlay
 
 log = logging.getLogger(__name__)
 
 CSV_FILE = "predictions.csv"
 CSV_FIELDS = ["file", "width", "height", "classes", "ms_per_image", "mask"]
-
-
-def open_segmenter(cfg: DictConfig) -> Segmenter:
-    """The model of ``ckpt_path`` (torch) or of ``model_file`` (by its suffix: .onnx, .pt, .ckpt)."""
-    ckpt, model_file, tta = cfg.get("ckpt_path"), cfg.get("model_file"), tta_value(cfg.tta)
-    if ckpt:
-        return Segmenter.from_checkpoint(ckpt, tta=tta, max_side=cfg.max_side)
-    return Segmenter.load(model_file, tta=tta, max_side=cfg.max_side)
 
 
 def output_stems(photos: list[Path]) -> list[str]:
@@ -62,20 +52,13 @@ def check_output(out: Path, photos: list[Path], stems: list[str], overwrite: boo
             f"output={out} is the folder of the input photos: pass another output=... (predictions never go "
             f"beside the photos)"
         )
-    planned = [out / CSV_FILE] + [out / f"{s}{end}" for s in stems for end in (".png", "_overlay.jpg")]
+    planned = [out / CSV_FILE] + [f(out / s) for s in stems for f in (mask_file, overlay_file)]
     existing = [p for p in planned if p.exists()]
     if existing and not overwrite:
         raise ConfigError(
             f"output={out} already has {len(existing)} of the files this run writes (e.g. {existing[0].name}): "
             f"pass overwrite=true to replace them, or another output=..."
         )
-
-
-def save_image(image: Image.Image, path: Path, **params: Any) -> None:
-    """A Pillow image written atomically (format from the suffix)."""
-    buf = io.BytesIO()
-    image.save(buf, format={".png": "PNG", ".jpg": "JPEG"}[path.suffix], **params)
-    atomic_write(path, buf.getvalue())
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
@@ -135,9 +118,8 @@ def write_prediction(
     segmenter: Segmenter, path: Path, photo: np.ndarray, ids: np.ndarray, stem: Path, ms: float, alpha: float
 ) -> dict[str, Any]:
     """``<stem>.png`` and ``<stem>_overlay.jpg`` of one photo; its CSV row."""
-    mask = stem.with_name(f"{stem.name}.png")
-    save_image(ids_png(ids, segmenter.palette), mask)
-    save_image(segmenter.overlay(photo, ids, alpha), stem.with_name(f"{stem.name}_overlay.jpg"), quality=90)
+    mask = write_mask(segmenter, ids, stem)
+    write_overlay(segmenter, photo, ids, stem, alpha)
     shares = class_shares(ids, len(segmenter.class_names))
     return {
         "file": str(path),

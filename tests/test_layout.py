@@ -15,7 +15,7 @@ from helpers import ROOT
 # Rooms from the bottom up: a module may import its own room and the rooms listed before it.
 ROOMS = ["seg.core", "seg.data", "seg.model", "seg.deploy", "seg.callbacks", "seg.run", "entry points"]
 # seg.data.check lives beside the data it checks (python -m seg.data.check); it is an entry point all the same
-ENTRY_POINTS = {"seg.train", "seg.eval", "seg.predict", "seg.export", "seg.data.check"}
+ENTRY_POINTS = {"seg.train", "seg.eval", "seg.predict", "seg.export", "seg.data.check", "seg.demo"}
 MODULES = sorted((ROOT / "seg").rglob("*.py"))
 
 

@@ -1,6 +1,6 @@
-"""A prediction as pictures: the colour map, the palette PNG of class ids, the photo overlaid with a legend,
-and the legend itself beside any picture that shows class colours (the training run's prediction grid,
-the notebooks' colour maps).
+"""A prediction as pictures: the colour map, the palette PNG of class ids, the photo blended with the
+colours and that blend with a legend, and the legend itself beside any picture that shows class colours
+(the training run's prediction grid, the notebooks' colour maps).
 
 The palette PNG stores the ids themselves (mode P) with the class colours embedded: viewers show it
 in colour, ``np.array(Image.open(path))`` reads the ids back. NumPy and Pillow only.
@@ -92,11 +92,17 @@ def colour_map_with_legend(ids: np.ndarray, palette: np.ndarray, names: Sequence
     return with_legend(colorize(ids, palette), rows, palette)
 
 
+def blend(photo: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> Image.Image:
+    """The photo blended with the colours of its class ids, ``alpha`` the weight of the colours (0: the
+    photo alone, 1: the colour map alone)."""
+    mixed = (1 - alpha) * photo.astype(np.float32) + alpha * colorize(ids, palette).astype(np.float32)
+    return Image.fromarray(np.rint(mixed).astype(np.uint8))
+
+
 def overlay(
     photo: np.ndarray, ids: np.ndarray, palette: np.ndarray, names: Sequence[str], alpha: float = 0.5
 ) -> Image.Image:
     """The photo blended with its class colours (``alpha`` = weight of the colours), with a legend of
     the classes present and their pixel shares in a panel to its right."""
-    blend = (1 - alpha) * photo.astype(np.float32) + alpha * colorize(ids, palette).astype(np.float32)
     rows = [(c, f"{names[c]} {100 * s:.1f}%") for c, s in class_shares(ids, len(palette))]
-    return with_legend(np.rint(blend).astype(np.uint8), rows, palette)
+    return with_legend(blend(photo, ids, palette, alpha), rows, palette)

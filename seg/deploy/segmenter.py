@@ -8,6 +8,7 @@ by the checkpoint and TorchScript backends.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import warnings
@@ -168,6 +169,13 @@ class Segmenter:
             f"{path}: unknown model file type {suffix!r}; pass a .onnx or .pt file written by seg.export, "
             f"or a .ckpt checkpoint written by seg.train"
         )
+
+    def with_tta(self, tta: TTA) -> Segmenter:
+        """The same loaded model with another ``tta`` setting (nothing is loaded again; ``self`` is unchanged)."""
+        tta_scales(tta)
+        other = copy.copy(self)
+        other.tta = tta
+        return other
 
     def _input(self, photos: Sequence[PhotoSource]) -> Any:
         arrays = [load_photo(p) for p in photos]

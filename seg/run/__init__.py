@@ -1,5 +1,5 @@
 """The run plumbing the entry points share: one-line errors and the Hydra main (:mod:`.cli`), every
 setting's check (:mod:`.settings`), the objects of a run (:mod:`.build`) and its loggers
 (:mod:`.loggers`), the precision the hardware affords (:mod:`.hardware`), resuming in place
-(:mod:`.resume`), files written atomically (:mod:`.files`), what a run leaves on disk (:mod:`.results`)
-and the sweep summary (:mod:`.sweep`)."""
+(:mod:`.resume`), what a run leaves on disk (:mod:`.results`), the files of a prediction
+(:mod:`.predictions`), the sweep summary (:mod:`.sweep`) and the Optuna sampler (:mod:`.search`)."""

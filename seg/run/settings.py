@@ -129,6 +129,11 @@ def names(v: Any) -> str | None:
     return None if ok else "must be a list of class names (index = class id), or null"
 
 
+def text(v: Any) -> str | None:
+    """A non-empty string (a host name, a folder)."""
+    return None if isinstance(v, str) and v.strip() else "must be a non-empty string"
+
+
 def encoder_tensors(v: Any) -> str | None:
     from seg.model.nets import MOBILENET_V2_TENSORS  # torch: only seg.train's configs have this key
 
@@ -183,6 +188,12 @@ RULES: dict[str, Rule] = {
     "format": one_of("onnx", "torchscript"),
     "verify_split": one_of(*SPLITS, None),
     "min_agreement": number(0, 1, why="a share of the pixels: 0.999 is 99.9%"),
+    # the demo page (seg.demo)
+    "host": text,
+    "port": integer(1, 65535, null=True, why="null: the first free port from 7860"),
+    "share": switch,
+    "runs": text,
+    "max_megapixels": number(0, above=True),
 }
 
 
@@ -299,11 +310,22 @@ def _data_requirements(cfg: DictConfig) -> list[str]:
     return out
 
 
+def _demo_requirements(cfg: DictConfig) -> list[str]:
+    ckpt, model_file = _value(cfg, "ckpt_path"), _value(cfg, "model_file")
+    if _given(ckpt) and _given(model_file):
+        return [
+            f"ckpt_path / model_file: pass at most one model (none: pick a run on the page); got "
+            f"ckpt_path={_shown(ckpt)} model_file={_shown(model_file)}"
+        ]
+    return []
+
+
 REQUIREMENTS: dict[str, Callable[[DictConfig], list[str]]] = {
     "train": _train_requirements,
     "eval": _eval_requirements,
     "predict": _predict_requirements,
     "export": _export_requirements,
+    "demo": _demo_requirements,
 }
 
 

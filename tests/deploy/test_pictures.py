@@ -11,6 +11,7 @@ from PIL import Image
 
 from seg.data.labels import CLASS_NAMES, PALETTE, LabelSet
 from seg.deploy.pictures import (
+    blend,
     class_shares,
     classes_shown,
     colorize,
@@ -72,6 +73,18 @@ def test_overlay_blends_the_photo_and_adds_a_legend(hw):
     buf = io.BytesIO()
     picture.save(buf, format="JPEG")  # saves as the overlay JPEG
     assert buf.tell() > 0
+
+
+def test_blend_is_the_overlay_without_its_legend():
+    photo = np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    ids = ids_map(20, 30)
+    for alpha in (0.0, 0.3, 1.0):
+        picture = blend(photo, ids, PALETTE, alpha)
+        assert picture.size == (30, 20)
+        np.testing.assert_array_equal(
+            np.array(picture), np.array(overlay(photo, ids, PALETTE, CLASS_NAMES, alpha))[:20, :30]
+        )
+    np.testing.assert_array_equal(np.array(blend(photo, ids, PALETTE, 1.0)), PALETTE[ids])
 
 
 def test_overlay_alpha_zero_is_the_photo():

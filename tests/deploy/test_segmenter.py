@@ -72,6 +72,15 @@ def test_tta_averages_the_flipped_photo(ckpt, segmenter):
     np.testing.assert_array_equal(tta.predict(p), expected[0].argmax(0))
 
 
+def test_with_tta_shares_the_loaded_model(ckpt, segmenter):
+    p = photo(50, 60, seed=4)
+    flipped = segmenter.with_tta(True)
+    assert flipped.tta is True and segmenter.tta is False and flipped._backend is segmenter._backend
+    np.testing.assert_array_equal(flipped.predict(p), Segmenter.from_checkpoint(ckpt, tta=True).predict(p))
+    with pytest.raises(ValueError, match="tta scales must be positive"):
+        segmenter.with_tta([0.0])
+
+
 def test_max_side_runs_large_photos_shrunk(ckpt):
     p = photo(90, 120, seed=5)
     full, capped = Segmenter.from_checkpoint(ckpt, max_side=None), Segmenter.from_checkpoint(ckpt, max_side=60)

@@ -51,6 +51,12 @@ BAD_VALUES = [
     ("export", ["ckpt_path=x", "output=model.pt"], "output=model.pt: a format=onnx file must end in .onnx"),
     ("export", ["ckpt_path=x", "output=README.md", "format=torchscript"], "must end in .pt"),
     ("export", [], "ckpt_path: pass the checkpoint to export"),
+    ("demo", ["port=0"], "port=0: must be an integer in [1, 65535] or null (null: the first free port from 7860)"),
+    ("demo", ["host="], "host='': must be a non-empty string"),
+    ("demo", ["share=1"], "share=1: must be true or false"),
+    ("demo", ["max_megapixels=0"], "max_megapixels=0: must be a number > 0"),
+    ("demo", ["overlay_alpha=-1"], "overlay_alpha=-1: must be a number in [0, 1]"),
+    ("demo", ["ckpt_path=x", "model_file=y"], "ckpt_path / model_file: pass at most one model"),
 ]
 
 
@@ -82,6 +88,8 @@ def test_the_shipped_configs_pass_the_checks():
     check_settings(compose_config("eval", "ckpt_path=x", "split=val", "data.crop_size=null", "data.batch_size=1"))
     check_settings(compose_config("predict", "ckpt_path=x", "input=y", "tta=[0.75,1.0]"))
     check_settings(compose_config("export", "ckpt_path=x", "format=torchscript", "verify_split=null"))
+    check_settings(compose_config("demo"))
+    check_settings(compose_config("demo", "model_file=x", "port=null", "tta=[0.75,1.0]"))
 
 
 @pytest.mark.parametrize(
