@@ -37,7 +37,8 @@ def check(cfg: DictConfig, model_file: Path) -> dict[str, Any]:
     dataset = build_datamodule(cfg).split_dataset(cfg.verify_split)
     reference = Segmenter.from_checkpoint(cfg.ckpt_path, max_side=None)
     candidate = Segmenter.load(model_file, max_side=None)
-    photos = (dataset.raw(i)[0] for i in range(len(dataset)))
+    limit = len(dataset) if cfg.get("verify_photos") is None else min(cfg.verify_photos, len(dataset))
+    photos = (dataset.raw(i)[0] for i in range(limit))
     return {"split": cfg.verify_split, **parity(reference, candidate, photos)}
 
 

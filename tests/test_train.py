@@ -52,6 +52,8 @@ def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(cpu_kind, 
     assert ckpt["epoch"] == 1
     assert ckpt["hyper_parameters"]["net"]["_target_"] == "seg.model.nets.MobileNetSkipSeg"  # the default net
 
+    if cpu_kind != "avx2":
+        return  # the resume below does not depend on the precision: once is enough
     # ckpt_path of a run's checkpoint continues that run in its folder (its own overrides come back;
     # the new max_epochs wins): one TensorBoard curve, the first part's .hydra record kept
     config = (run / ".hydra" / "config.yaml").read_text()

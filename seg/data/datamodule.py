@@ -4,10 +4,11 @@ resumed run exact, k-fold splits of train+val, and whole-photo evaluation batche
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -18,7 +19,7 @@ from seg.core.errors import ConfigError, SegError
 from seg.core.files import atomic_write
 from seg.data.archive import ARCHIVE_DIR, DEFAULT_SHA256, DEFAULT_URL, prepare_data
 from seg.data.dataset import MSRCReader, Reader, SegDataset
-from seg.data.folder import Catalogue, FolderReader, catalogue
+from seg.data.folder import Catalogue, FolderReader, Layout, catalogue
 from seg.data.labels import MSRC, LabelSet
 from seg.data.sampling import EpochSampler
 from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_of, read_split
@@ -61,6 +62,7 @@ class SegDataModule(pl.LightningDataModule):
         augment_scale: Sequence[float] = (0.75, 1.25),
         augment_jitter: float = 0.3,
         cache: bool = True,
+        cache_max_gb: float | None = 4.0,
         seed: int = 0,
         train_crop_sizes: Sequence[int] | None = None,
         folds: int | None = None,
@@ -68,13 +70,9 @@ class SegDataModule(pl.LightningDataModule):
         fold_seed: int = 0,
     ) -> None:
         super().__init__()
-        self.datasets: dict[str, SegDataset] = {}
-        self._resume: dict[str, int] = {}  # from a checkpoint: the interrupted epoch and its batches done
-
-    def _save(self, ignore: Sequence[str] = ()) -> None:
-        """Store the constructor's arguments as plain values (tuples, not Hydra's ListConfigs: checkpoints
-        then load with torch.load(weights_only=True))."""
-        self.save_hyperparameters(ignore=list(ignore), frame=inspect.currentframe().f_back)
+        # every argument, this class's and the data set's own (Lightning collects the subclass's too), as
+        # plain values: tuples, not Hydra's ListConfigs, so that checkpoints load with weights_only=True
+        self.save_hyperparameters()
         hp = self.hparams
         hp.augment_scale = tuple(float(v) for v in hp.augment_scale)
         hp.train_crop_sizes = tuple(int(v) for v in hp.train_crop_sizes) if hp.train_crop_sizes else None
@@ -82,6 +80,8 @@ class SegDataModule(pl.LightningDataModule):
             hp.eval_crop_size = hp.crop_size
         if hp.folds is not None and not (isinstance(hp.folds, int) and hp.folds >= 2 and 0 <= hp.fold < hp.folds):
             raise ConfigError(f"data.folds={hp.folds}, data.fold={hp.fold}: folds must be >= 2 and 0 <= fold < folds")
+        self.datasets: dict[str, SegDataset] = {}
+        self._resume: dict[str, int] = {}  # from a checkpoint: the interrupted epoch and its batches done
 
     # ------------------------------------------------------------------ what a data set provides ----
 
@@ -238,29 +238,11 @@ class MSRCDataModule(SegDataModule):
     archive once (``url`` -> ``data_dir``, checked against ``sha256``) and serves its splits."""
 
     def __init__(
-        self,
-        data_dir: str,
-        url: str = DEFAULT_URL,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        crop_size: int | None = 240,
-        normalize: bool = True,
-        pin_memory: bool = False,
-        augment: bool = False,
-        augment_scale: Sequence[float] = (0.75, 1.25),
-        augment_jitter: float = 0.3,
-        cache: bool = True,
-        seed: int = 0,
-        sha256: str | None = DEFAULT_SHA256,
-        train_crop_sizes: Sequence[int] | None = None,
-        eval_crop_size: int | str | None = SAME_AS_TRAINING,
-        eval_batch_size: int | None = None,
-        folds: int | None = None,
-        fold: int = 0,
-        fold_seed: int = 0,
+        self, data_dir: str, url: str = DEFAULT_URL, sha256: str | None = DEFAULT_SHA256, **settings: Any
     ) -> None:
-        super().__init__()
-        self._save()
+        """``settings``: :class:`SegDataModule`'s; val and test are scored on the centre crop of ``crop_size``
+        (the course protocol) unless ``eval_crop_size`` is given."""
+        super().__init__(**{"eval_crop_size": SAME_AS_TRAINING, **settings})
 
     mask_mode = "RGB"  # colour-coded BMP targets, decoded by the MSRC table
     how = "the I2DL archive's train.txt / val.txt / test.txt"
@@ -293,43 +275,20 @@ class FolderDataModule(SegDataModule):
     def __init__(
         self,
         root: str,
-        images: str = "images",
-        masks: str = "masks",
-        mask_suffix: str = "",
-        splits_dir: str | None = None,
-        split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-        split_seed: int = 0,
-        train: Mapping[str, str | None] | None = None,
-        val: Mapping[str, str | None] | None = None,
-        test: Mapping[str, str | None] | None = None,
         classes: Sequence[str] | None = None,
         ignore_index: int = 255,
         allow_unseen_classes: bool = False,
         cache_dir: str | None = None,
-        cache_max_gb: float | None = 4.0,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        crop_size: int | None = 240,
-        eval_crop_size: int | None = None,
-        eval_batch_size: int | None = 1,
-        normalize: bool = True,
-        pin_memory: bool = False,
-        augment: bool = True,
-        augment_scale: Sequence[float] = (0.75, 1.25),
-        augment_jitter: float = 0.3,
-        cache: bool = True,
-        seed: int = 0,
-        train_crop_sizes: Sequence[int] | None = None,
-        folds: int | None = None,
-        fold: int = 0,
-        fold_seed: int = 0,
+        **settings: Any,
     ) -> None:
-        super().__init__()
-        self._save()
-        hp = self.hparams
-        hp.split_fractions = tuple(float(v) for v in split_fractions)
-        hp.classes = [str(c) for c in classes] if classes else None
-        hp.train, hp.val, hp.test = (dict(v) if v else None for v in (train, val, test))
+        """``settings``: the layout (:class:`seg.data.folder.Layout`: images, masks, mask_suffix, splits_dir,
+        split_fractions, split_seed, train/val/test) and :class:`SegDataModule`'s; training augments by
+        default, and val and test score whole photos, one per batch, unless ``eval_crop_size`` /
+        ``eval_batch_size`` say otherwise."""
+        self.layout = Layout.of(settings)
+        super().__init__(**{"augment": True, "eval_batch_size": 1, **settings})
+        self.hparams.update({f.name: getattr(self.layout, f.name) for f in fields(Layout)})
+        self.hparams.classes = [str(c) for c in classes] if classes else None
         self._catalogue: Catalogue | None = None
         self._survey: Survey | None = None
 
@@ -337,18 +296,7 @@ class FolderDataModule(SegDataModule):
     def catalogue(self) -> Catalogue:
         """The items of each split as the layout settings find them (looked up once)."""
         if self._catalogue is None:
-            hp = self.hparams
-            per_split = {"train": hp.train, "val": hp.val, "test": hp.test}
-            self._catalogue = catalogue(
-                hp.root,
-                hp.images,
-                hp.masks,
-                hp.mask_suffix,
-                hp.splits_dir,
-                hp.split_fractions,
-                hp.split_seed,
-                per_split,
-            )
+            self._catalogue = catalogue(self.hparams.root, self.layout)
         return self._catalogue
 
     @property

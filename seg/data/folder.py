@@ -18,8 +18,9 @@ in the masks (``class_0`` ..., colours from a palette PNG or the default palette
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,17 +83,37 @@ def pair(images: Path, masks: Path, mask_suffix: str = "") -> tuple[dict[str, It
     return pairs, lonely_photos, lonely_masks, problems
 
 
-def catalogue(
-    root: str | Path,
-    images: str = "images",
-    masks: str = "masks",
-    mask_suffix: str = "",
-    splits_dir: str | None = None,
-    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    split_seed: int = 0,
-    per_split: Mapping[str, Mapping[str, str | None]] | None = None,
-) -> Catalogue:
-    """The items of each split of a folder data set, in whichever layout the settings describe."""
+@dataclass(frozen=True)
+class Layout:
+    """Where a folder data set keeps its photos, masks and split lists: the ``data.*`` keys of the same
+    names (``train``/``val``/``test``: ``{images, masks}`` folders of one pair per split)."""
+
+    images: str = "images"
+    masks: str = "masks"
+    mask_suffix: str = ""
+    splits_dir: str | None = None
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    split_seed: int = 0
+    train: Mapping[str, str | None] | None = None
+    val: Mapping[str, str | None] | None = None
+    test: Mapping[str, str | None] | None = None
+
+    @classmethod
+    def of(cls, settings: dict[str, Any]) -> Layout:
+        """The layout keys taken out of ``settings`` (plain values: tuples and dicts, not Hydra's)."""
+        found = {f.name: settings.pop(f.name) for f in fields(cls) if f.name in settings}
+        if "split_fractions" in found:
+            found["split_fractions"] = tuple(float(v) for v in found["split_fractions"])
+        for split in SPLITS:
+            found[split] = dict(found[split]) if found.get(split) else None
+        return cls(**found)
+
+
+def catalogue(root: str | Path, layout: Layout = Layout()) -> Catalogue:
+    """The items of each split of a folder data set, in whichever layout ``layout`` describes."""
+    images, masks, mask_suffix, splits_dir = layout.images, layout.masks, layout.mask_suffix, layout.splits_dir
+    split_fractions, split_seed = layout.split_fractions, layout.split_seed
+    per_split = {s: getattr(layout, s) for s in SPLITS}
     root = Path(root).expanduser()
     if not root.is_dir():
         raise ConfigError(f"data.root={root}: not a folder; point it at the folder holding your images and masks")

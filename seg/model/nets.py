@@ -55,24 +55,37 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 class EncoderDecoder(nn.Module):
     """MobileNetV2 ``features`` -> 1x1 projection -> :meth:`decode` -> 1x1 classifier -> input size.
 
-    Subclasses set ``SKIPS`` (encoder blocks whose outputs the decoder also gets, deepest first),
-    build their decoder from :attr:`skip_channels` and end with :meth:`add_classifier`.
+    Subclasses set ``SKIPS`` (encoder blocks whose outputs the decoder also gets, deepest first) and
+    ``DECODER_CHANNELS`` (the default of ``decoder_channels``), and build their decoder in
+    :meth:`build_decoder` from the channels of its stages and :attr:`skip_channels`.
     """
 
     SKIPS: tuple[int, ...] = ()
+    DECODER_CHANNELS: tuple[int, ...] = ()
 
-    def __init__(self, weights: str | None, freeze_params: int, proj_channels: int) -> None:
+    def __init__(
+        self,
+        num_classes: int = 23,
+        weights: str | None = "IMAGENET1K_V1",
+        freeze_params: int = 50,
+        proj_channels: int = 256,
+        decoder_channels: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.encoder = mobilenet_v2_encoder(weights, freeze_params)
         self.project = conv_bn_relu(self.encoder[-1].out_channels, proj_channels, k=1)
+        chans = [proj_channels, *(decoder_channels or self.DECODER_CHANNELS)]
+        self.build_decoder(chans)
+        self.classifier = nn.Conv2d(chans[-1], num_classes, 1)
 
     @property
     def skip_channels(self) -> tuple[int, ...]:
         """Channels of the ``SKIPS`` features, read off torchvision's blocks."""
         return tuple(self.encoder[i].out_channels for i in self.SKIPS)
 
-    def add_classifier(self, channels: int, num_classes: int) -> None:
-        self.classifier = nn.Conv2d(channels, num_classes, 1)
+    def build_decoder(self, chans: list[int]) -> None:
+        """The decoder's modules, from the channels of its input (the projection) and of each stage's output."""
+        raise NotImplementedError
 
     def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
@@ -106,18 +119,10 @@ class MobileNetSeg(EncoderDecoder):
     the five-stage decoder and brings the total to about 3.5M.
     """
 
-    def __init__(
-        self,
-        num_classes: int = 23,
-        weights: str | None = "IMAGENET1K_V1",
-        freeze_params: int = 50,
-        proj_channels: int = 256,
-        decoder_channels: Sequence[int] = (256, 128, 64, 32, 32),
-    ) -> None:
-        super().__init__(weights, freeze_params, proj_channels)
-        chans = [proj_channels, *decoder_channels]
+    DECODER_CHANNELS = (256, 128, 64, 32, 32)  # one stride-2 transposed-conv stage each
+
+    def build_decoder(self, chans: list[int]) -> None:
         self.decoder = nn.Sequential(*(up_block(a, b) for a, b in itertools.pairwise(chans)))
-        self.add_classifier(chans[-1], num_classes)
 
     def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         return self.decoder(x)
@@ -133,21 +138,12 @@ class MobileNetSkipSeg(EncoderDecoder):
     """
 
     SKIPS = (13, 6, 3)  # indices into mobilenet_v2().features whose outputs feed the decoder
+    DECODER_CHANNELS = (128, 64, 48)  # the fusion conv after each skip
 
-    def __init__(
-        self,
-        num_classes: int = 23,
-        weights: str | None = "IMAGENET1K_V1",
-        freeze_params: int = 50,
-        proj_channels: int = 256,
-        decoder_channels: Sequence[int] = (128, 64, 48),
-    ) -> None:
-        super().__init__(weights, freeze_params, proj_channels)
-        chans = [proj_channels, *decoder_channels]
+    def build_decoder(self, chans: list[int]) -> None:
         self.fuse = nn.ModuleList(
             conv_bn_relu(cin + skip, cout) for cin, skip, cout in zip(chans[:-1], self.skip_channels, chans[1:])
         )
-        self.add_classifier(chans[-1], num_classes)
 
     def decode(self, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
         for s, fuse in zip(skips, self.fuse):

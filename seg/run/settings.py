@@ -187,6 +187,7 @@ RULES: dict[str, Rule] = {
     "progress": switch,
     "format": one_of("onnx", "torchscript"),
     "verify_split": one_of(*SPLITS, None),
+    "verify_photos": integer(1, null=True),
     "min_agreement": number(0, 1, why="a share of the pixels: 0.999 is 99.9%"),
     # the demo page (seg.demo)
     "host": text,

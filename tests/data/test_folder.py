@@ -14,7 +14,7 @@ from benchmarks.msrc_folders import LAYOUTS, MASKS, write_folder
 from seg.core.errors import ConfigError
 from seg.data.archive import ARCHIVE_DIR
 from seg.data.datamodule import DataCheckError, FolderDataModule, MSRCDataModule
-from seg.data.folder import catalogue, label_set, read_classes
+from seg.data.folder import Layout, catalogue, label_set, read_classes
 from seg.data.labels import MSRC, default_palette
 from seg.data.splits import SPLITS
 
@@ -134,7 +134,7 @@ def test_voc_without_a_test_list_tests_on_val(tmp_path):
     (root / "images").rename(root / "JPEGImages")
     (root / "masks").rename(root / "SegmentationClass")
     Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(root / "JPEGImages" / "unlabelled.png")  # not listed: fine
-    cat = catalogue(root, "JPEGImages", "SegmentationClass", splits_dir="ImageSets/Segmentation")
+    cat = catalogue(root, Layout("JPEGImages", "SegmentationClass", splits_dir="ImageSets/Segmentation"))
     assert cat.problems == [] and cat.splits["test"] == cat.splits["val"] and "the test stage scores val" in cat.how
 
 

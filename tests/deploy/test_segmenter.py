@@ -3,7 +3,6 @@ size, TTA and max_side, pictures, clear errors, no torch through ONNX, the same 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +19,10 @@ from seg.data.labels import CLASS_NAMES, PALETTE
 from seg.data.transforms import center_crop
 from seg.deploy.metadata import ModelFileError
 from seg.deploy.photos import PhotoError
+from seg.eval import evaluate
 from seg.model.metrics import SplitScore
 
-from helpers import ROOT, run_module
+from helpers import ROOT, compose_config
 
 SIZES = [(1, 1), (17, 301), (213, 320), (64, 64), (3001, 17)]
 
@@ -156,23 +156,20 @@ def test_bad_model_files_are_clear_errors(tmp_path, exported):
         Segmenter.load(tmp_path / "plain.pt")
 
 
-def segmenter_vs_eval(
-    ckpt: Path, data_dir: Path, url: str, tmp_path: Path, env: dict | None = None, moved: float = 0.0
-) -> None:
+def segmenter_vs_eval(ckpt: Path, data_dir: Path, url: str, tmp_path: Path, moved: float = 0.0) -> None:
     """seg.eval on the val split (CenterCrop 240) and Segmenter.predict on the same crops: equal ids, but
     for at most a share ``moved`` of the pixels (batch 8 vs batch 1 sums in another order: near-ties flip)."""
-    out = tmp_path / "eval"
-    run_module(
-        "seg.eval",
-        f"ckpt_path={ckpt}",
-        "split=val",
-        "data.crop_size=240",
-        f"data.url={url}",
-        f"paths.data_dir={data_dir}",
-        f"hydra.run.dir={out}",
-        env=env,
+    metrics = evaluate(
+        compose_config(
+            "eval",
+            f"ckpt_path={ckpt}",
+            "split=val",
+            "data.crop_size=240",
+            f"data.url={url}",
+            f"paths.data_dir={data_dir}",
+            f"paths.output_dir={tmp_path / 'eval'}",
+        )
     )
-    metrics = json.loads((out / "metrics.json").read_text())
     segmenter = Segmenter.from_checkpoint(ckpt)
     crops = MSRCDataset(data_dir / ARCHIVE_DIR, "val", transform=lambda image, target: center_crop(image, target, 240))
     scored = SplitScore()
@@ -196,6 +193,4 @@ def test_segmenter_gives_the_ids_of_seg_eval(ckpt, data_dir, archive_url, tmp_pa
 def test_segmenter_gives_the_ids_of_seg_eval_on_the_real_val_split(real_run, real_env, tmp_path):
     run, data = real_run
     # a trained net has near-ties: in one run 1 pixel of the 3.4 million changed class between the batchings
-    segmenter_vs_eval(
-        run / "checkpoints" / "last.ckpt", data, real_env["SEG_DATA_URL"], tmp_path, env=real_env, moved=1e-5
-    )
+    segmenter_vs_eval(run / "checkpoints" / "last.ckpt", data, real_env["SEG_DATA_URL"], tmp_path, moved=1e-5)
