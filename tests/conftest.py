@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The suite runs in 2 processes on 2 cores (pytest-xdist): one torch thread per process, and per
+# process it starts (they inherit it), or their thread pools fight over the cores and every step
+# runs several times slower. Set before torch is imported; a serial run (-n 0) keeps torch's default.
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 import pytest
 
 from seg.data.archive import prepare_data, sha256_of
