@@ -93,8 +93,11 @@ def one_of(*choices: str | None) -> Rule:
 
 def tta(v: Any) -> str | None:
     """A test-time augmentation: false, true (+ flip) or a list of scales."""
+    v = plain(v)
+    if isinstance(v, str):  # a typo such as tta=maybe: not a list of characters
+        return "use false, true (+ flip) or scales such as [0.75,1.0,1.25]"
     try:
-        tta_scales(plain(v))
+        tta_scales(v)
     except (TypeError, ValueError) as e:
         return f"use false, true (+ flip) or scales such as [0.75,1.0,1.25] ({e})"
     return None
