@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from seg.core.errors import SegError
 from seg.data.archive import DEFAULT_SHA256, DEFAULT_URL, item_paths, load_item, prepare_data
 from seg.data.labels import LABELS, MSRC, VOID
 from seg.data.splits import SPLITS, read_split
@@ -48,10 +51,27 @@ def _mask(ids: np.ndarray, kind: str) -> Image.Image:
 
 
 def write_folder(msrc_root: Path, out: Path, layout: str = "flat", masks: str = "palette") -> Path:
-    """The extracted archive at ``msrc_root`` as a folder data set under ``out`` (made anew); returns ``out``."""
-    photos_dir, masks_dir, lists_dir = LAYOUTS[layout]
+    """The extracted archive at ``msrc_root`` as a folder data set at ``out``, a new (or empty) folder; returns it.
+
+    Written beside ``out`` first and renamed into place at the end: an interrupted run leaves no half data set.
+    """
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SegError(f"{out}: exists and is not empty; name a new folder (nothing was changed)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _write(msrc_root, tmp, layout, masks)
+    except BaseException:
+        shutil.rmtree(tmp)
+        raise
     if out.exists():
-        shutil.rmtree(out)
+        out.rmdir()
+    tmp.rename(out)
+    return out
+
+
+def _write(msrc_root: Path, out: Path, layout: str, masks: str) -> None:
+    photos_dir, masks_dir, lists_dir = LAYOUTS[layout]
     for split in SPLITS:
         names = read_split(msrc_root / f"{split}.txt")
         photos = out / photos_dir.format(split=split)
@@ -70,7 +90,6 @@ def write_folder(msrc_root: Path, out: Path, layout: str = "flat", masks: str = 
             (out / lists_dir / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
     lines = [f"{c.name} {c.rgb[0]} {c.rgb[1]} {c.rgb[2]}" for c in LABELS]  # void first: the ignored colour
     (out / "classes.txt").write_text("\n".join(lines) + "\n")
-    return out
 
 
 def overrides(root: Path, layout: str) -> list[str]:
@@ -87,14 +106,17 @@ def overrides(root: Path, layout: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", type=Path, help="the folder to write (replaced if it exists)")
+    parser.add_argument("out", type=Path, help="the folder to write (new or empty)")
     parser.add_argument("--layout", choices=list(LAYOUTS), default="flat")
     parser.add_argument("--masks", choices=MASKS, default="palette")
     parser.add_argument("--url", default=os.environ.get("SEG_DATA_URL", DEFAULT_URL))
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     args = parser.parse_args()
     msrc = prepare_data(args.url, args.data_dir, DEFAULT_SHA256 if args.url == DEFAULT_URL else None)
-    out = write_folder(msrc, args.out, args.layout, args.masks)
+    try:
+        out = write_folder(msrc, args.out, args.layout, args.masks)
+    except SegError as e:
+        sys.exit(f"error: {e}")
     print(f"wrote {out}; train on it with: python -m seg.train {' '.join(overrides(out, args.layout))}")
 
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from benchmarks.msrc_folders import LAYOUTS, MASKS, write_folder
-from seg.core.errors import ConfigError
+from seg.core.errors import ConfigError, SegError
 from seg.data.archive import ARCHIVE_DIR
 from seg.data.datamodule import DataCheckError, FolderDataModule, MSRCDataModule
 from seg.data.folder import Layout, catalogue, label_set, read_classes
@@ -46,6 +46,19 @@ def test_every_layout_and_mask_kind_reads_what_the_archive_holds(layout, masks, 
             assert dm.split_dataset(split).names == msrc.split_dataset(split).names
     mode = {"index": "L", "index16": "I;16", "palette": "P", "rgb": "RGB"}[masks]
     assert set(dm.survey.splits["train"].mask_modes) == {mode}
+
+
+def test_the_folder_form_is_written_only_into_a_new_or_empty_folder(data_dir, tmp_path):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("keep me")
+    with pytest.raises(SegError, match="taken: exists and is not empty"):
+        write_folder(data_dir / ARCHIVE_DIR, taken)
+    assert [p.name for p in taken.iterdir()] == ["mine.txt"] and (taken / "mine.txt").read_text() == "keep me"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert write_folder(data_dir / ARCHIVE_DIR, empty) == empty and (empty / "classes.txt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "taken"]  # no half-written folder beside
 
 
 def test_training_on_the_folder_form_gives_the_numbers_of_the_archive(train_overrides, data_dir, tmp_path):
