@@ -6,6 +6,8 @@ import json
 import math
 import statistics
 
+import pytest
+
 from helpers import run_module
 
 
@@ -90,6 +92,20 @@ def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url, archiv
     rows = [line for line in (out / "data.md").read_text().splitlines() if line.startswith("| ")]
     assert len(rows) == 9 and rows[1].startswith("| msrc | cache |") and rows[2].startswith("| folder | cache |")
     assert rows[0] in proc.stdout
+
+
+def test_large_photos_are_a_folder_data_set_of_their_size(tmp_path):
+    from benchmarks.large_photos import CLASSES, write_photos
+    from seg.data.datamodule import FolderDataModule
+
+    root = write_photos(tmp_path / "large", size=(300, 140), count=16)
+    dm = FolderDataModule(str(root), crop_size=64, cache_dir=str(tmp_path / "checks"))
+    dm.prepare_data()  # no problems: the check accepts it as it is
+    assert dm.label_set.names == CLASSES and dm.label_set.ignore_index == 255
+    assert {s: len(dm.split_dataset(s)) for s in ("train", "val", "test")} == {"train": 10, "val": 3, "test": 3}
+    assert dm.survey.splits["val"].sizes == {"300x140": 3}
+    with pytest.raises(ValueError, match="large: exists and is not empty"):
+        write_photos(root, size=(300, 140), count=16)
 
 
 def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported):
