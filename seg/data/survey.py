@@ -181,11 +181,11 @@ def tally(splits: dict[str, list[Read]], labels: LabelSet, allow_unseen: bool, p
             problems.append(f"the {split} split is empty ({how})")
     unseen = [labels.names[c] for c in range(n) if stats_of["train"].class_pixels[c] == 0]
     if unseen and stats_of["train"].pairs:
-        line = (
-            f"classes that never occur in the train split: {', '.join(unseen)} (the net cannot learn them; "
-            f"set data.allow_unseen_classes=true to train anyway)"
-        )
-        (notes if allow_unseen else problems).append(line)
+        line = f"classes that never occur in the train split: {', '.join(unseen)} (the net cannot learn them; "
+        if allow_unseen:
+            notes.append(line + "trained anyway, as data.allow_unseen_classes=true)")
+        else:
+            problems.append(line + "set data.allow_unseen_classes=true to train anyway)")
     return Survey(labels.to_dict(), stats_of, problems, notes, classes_of, how)
 
 

@@ -216,6 +216,14 @@ def test_an_empty_split_and_a_class_never_in_train_are_problems(tmp_path):
     assert "classes that never occur in the train split: boat" in message and "allow_unseen_classes" in message
 
 
+def test_a_class_never_in_train_is_a_note_when_allowed(tmp_path):
+    root = write_folder_dataset(tmp_path / "own", per_split={"train": 3, "val": 1, "test": 1})
+    dm = folder_module(root, tmp_path, classes=["sky", "road", "car", "boat"], allow_unseen_classes=True)
+    dm.prepare_data()  # no problem
+    unseen = [n for n in dm.survey.notes if "never occur in the train split: boat" in n]
+    assert unseen and unseen[0].endswith("cannot learn them; trained anyway, as data.allow_unseen_classes=true)")
+
+
 def test_a_missing_root_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"data.root=.*nowhere: not a folder"):
         folder_module(tmp_path / "nowhere", tmp_path).prepare_data()
