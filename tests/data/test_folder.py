@@ -48,6 +48,15 @@ def test_every_layout_and_mask_kind_reads_what_the_archive_holds(layout, masks, 
     assert set(dm.survey.splits["train"].mask_modes) == {mode}
 
 
+def test_the_folder_form_has_the_folds_of_the_archive(data_dir, tmp_path):
+    root = write_folder(data_dir / ARCHIVE_DIR, tmp_path / "folder", "flat", "palette")
+    for fold in range(3):
+        dm = folder_module(root, tmp_path, allow_unseen_classes=True, folds=3, fold=fold, **layout_kwargs("flat"))
+        msrc = MSRCDataModule(str(data_dir), url="unused", crop_size=CROP, folds=3, fold=fold)
+        for split in SPLITS:  # the same photos in each fold's train and val, the same test
+            assert dm.split_dataset(split).names == msrc.split_dataset(split).names, (fold, split)
+
+
 def test_the_folder_form_is_written_only_into_a_new_or_empty_folder(data_dir, tmp_path):
     taken = tmp_path / "taken"
     taken.mkdir()
