@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks import new_folder
+from seg.core.errors import SegError
+
 CLASSES = ("sky", "road", "building", "tree", "car")
 COLOURS = np.array([[70, 130, 180], [128, 64, 128], [70, 70, 70], [107, 142, 35], [0, 0, 142]], np.uint8)
 IGNORE = 255
@@ -24,12 +27,19 @@ BLOCK = 128  # side of the blocks that carry one class each
 
 
 def write_photos(out: Path, size: tuple[int, int] = (2048, 1024), count: int = 16, seed: int = 0) -> Path:
-    """``count`` photos of ``size`` (width, height) with their masks and split lists under ``out``; returns it."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out}: exists and is not empty; name a new folder (nothing was changed)")
+    """``count`` photos of ``size`` (width, height) with their masks and split lists at ``out``, a new (or
+    empty) folder written whole or not at all (:func:`benchmarks.new_folder`); returns ``out``."""
+    if count < 3:
+        raise SegError(f"--count {count}: at least 3 photos, one for each of train, val and test")
+    with new_folder(out) as tmp:
+        _write(tmp, size, count, seed)
+    return out
+
+
+def _write(out: Path, size: tuple[int, int], count: int, seed: int) -> None:
     width, height = size
     rng = np.random.default_rng(seed)
-    (out / "images").mkdir(parents=True)
+    (out / "images").mkdir()
     (out / "masks").mkdir()
     names = [f"large_{i:03d}" for i in range(count)]
     for name in names:
@@ -45,7 +55,6 @@ def write_photos(out: Path, size: tuple[int, int] = (2048, 1024), count: int = 1
     for split, members in splits.items():
         (out / f"{split}.txt").write_text("".join(f"{n}\n" for n in members))
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in CLASSES))
-    return out
 
 
 def main() -> None:
@@ -60,7 +69,7 @@ def main() -> None:
         sys.exit(f"error: --size {args.size}: give WIDTHxHEIGHT, e.g. 2048x1024")
     try:
         out = write_photos(args.out, (width, height), args.count)
-    except ValueError as e:
+    except SegError as e:
         sys.exit(f"error: {e}")
     print(f"wrote {out}; train on it with: python -m seg.train data=folder data.root={out}")
 

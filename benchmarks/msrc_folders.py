@@ -17,12 +17,12 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from benchmarks import new_folder
 from seg.core.errors import SegError
 from seg.data.archive import DEFAULT_SHA256, DEFAULT_URL, item_paths, load_item, prepare_data
 from seg.data.labels import LABELS, MSRC, VOID
@@ -51,22 +51,10 @@ def _mask(ids: np.ndarray, kind: str) -> Image.Image:
 
 
 def write_folder(msrc_root: Path, out: Path, layout: str = "flat", masks: str = "palette") -> Path:
-    """The extracted archive at ``msrc_root`` as a folder data set at ``out``, a new (or empty) folder; returns it.
-
-    Written beside ``out`` first and renamed into place at the end: an interrupted run leaves no half data set.
-    """
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SegError(f"{out}: exists and is not empty; name a new folder (nothing was changed)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    """The extracted archive at ``msrc_root`` as a folder data set at ``out``, a new (or empty) folder written
+    whole or not at all (:func:`benchmarks.new_folder`); returns ``out``."""
+    with new_folder(out) as tmp:
         _write(msrc_root, tmp, layout, masks)
-    except BaseException:
-        shutil.rmtree(tmp)
-        raise
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)
     return out
 
 

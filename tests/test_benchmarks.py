@@ -96,6 +96,7 @@ def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url, archiv
 
 def test_large_photos_are_a_folder_data_set_of_their_size(tmp_path):
     from benchmarks.large_photos import CLASSES, write_photos
+    from seg.core.errors import SegError
     from seg.data.datamodule import FolderDataModule
 
     root = write_photos(tmp_path / "large", size=(300, 140), count=16)
@@ -104,8 +105,11 @@ def test_large_photos_are_a_folder_data_set_of_their_size(tmp_path):
     assert dm.label_set.names == CLASSES and dm.label_set.ignore_index == 255
     assert {s: len(dm.split_dataset(s)) for s in ("train", "val", "test")} == {"train": 10, "val": 3, "test": 3}
     assert dm.survey.splits["val"].sizes == {"300x140": 3}
-    with pytest.raises(ValueError, match="large: exists and is not empty"):
+    with pytest.raises(SegError, match="large: exists and is not empty"):
         write_photos(root, size=(300, 140), count=16)
+    with pytest.raises(SegError, match="--count 2: at least 3 photos"):
+        write_photos(tmp_path / "few", size=(300, 140), count=2)
+    assert not (tmp_path / "few").exists()
 
 
 def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported):
