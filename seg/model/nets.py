@@ -1,9 +1,12 @@
-"""Segmentation nets: a MobileNetV2 encoder, a decoder, a 1x1 classifier, logits at the input size.
+"""Segmentation nets: an encoder of the table in :mod:`seg.model.encoders`, a decoder, a 1x1
+classifier, logits at the input size.
 
 :class:`EncoderDecoder` holds the forward once (encoder -> projection -> decoder -> classifier ->
 resize); the two nets differ only in their decoder: :class:`MobileNetSeg` (the course's
 transposed-convolution reference) and :class:`MobileNetSkipSeg` (skip connections from the stride
-16/8/4 features). Attribute names are the checkpoints' state_dict keys: keep them.
+16/8/4 features). Both take any encoder of the table (``encoder=``; MobileNetV2 by default, their
+names kept for the checkpoints that name them). Attribute names are the checkpoints' state_dict keys:
+keep them.
 """
 
 from __future__ import annotations
@@ -14,21 +17,24 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as nnf
 from torch import nn
-from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-MOBILENET_V2_TENSORS = 156  # parameter tensors of torchvision's MobileNetV2 features (freeze_params range)
+from seg.model.encoders import ENCODERS, encoder_spec
+
+MOBILENET_V2_TENSORS = ENCODERS["mobilenet_v2"].tensors  # the default encoder's freeze_params range
 
 
-def mobilenet_v2_encoder(weights: str | None = "IMAGENET1K_V1", freeze_params: int = 0) -> nn.Sequential:
-    """torchvision's MobileNetV2 ``features`` (stride 32, 1280 channels).
-
-    Weights go through torchvision's weights API, so they are downloaded once into ``TORCH_HOME``.
-    The first ``freeze_params`` parameter tensors get ``requires_grad=False``.
-    """
-    encoder = mobilenet_v2(weights=MobileNet_V2_Weights[weights] if weights else None).features
-    for p in list(encoder.parameters())[:freeze_params]:
+def build_encoder(
+    name: str = "mobilenet_v2", weights: str | None = "IMAGENET1K_V1", freeze_params: int = 0
+) -> nn.Sequential:
+    """The blocks of encoder ``name`` (:data:`~seg.model.encoders.ENCODERS`), ImageNet ``weights`` from
+    torchvision's cache (None: random init); the first ``freeze_params`` parameter tensors frozen."""
+    spec = encoder_spec(name)
+    if not 0 <= freeze_params <= spec.tensors:
+        raise ValueError(f"freeze_params={freeze_params}: {spec.title} has {spec.tensors} parameter tensors")
+    blocks = spec.build(weights)
+    for p in list(blocks.parameters())[:freeze_params]:
         p.requires_grad_(False)
-    return encoder
+    return blocks
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -53,9 +59,9 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 class EncoderDecoder(nn.Module):
-    """MobileNetV2 ``features`` -> 1x1 projection -> :meth:`decode` -> 1x1 classifier -> input size.
+    """Encoder blocks -> 1x1 projection of the stride-32 features -> :meth:`decode` -> 1x1 classifier -> input size.
 
-    Subclasses set ``SKIPS`` (encoder blocks whose outputs the decoder also gets, deepest first) and
+    Subclasses set ``SKIPS`` (output strides whose encoder features the decoder also gets, deepest first) and
     ``DECODER_CHANNELS`` (the default of ``decoder_channels``), and build their decoder in
     :meth:`build_decoder` from the channels of its stages and :attr:`skip_channels`.
     """
@@ -70,18 +76,22 @@ class EncoderDecoder(nn.Module):
         freeze_params: int = 50,
         proj_channels: int = 256,
         decoder_channels: Sequence[int] | None = None,
+        encoder: str = "mobilenet_v2",
     ) -> None:
         super().__init__()
-        self.encoder = mobilenet_v2_encoder(weights, freeze_params)
-        self.project = conv_bn_relu(self.encoder[-1].out_channels, proj_channels, k=1)
+        self.spec = encoder_spec(encoder)
+        self.encoder = build_encoder(encoder, weights, freeze_params)
+        # the decoder reads the encoder's output at these block indices (the SKIPS strides, deepest first)
+        self.skip_blocks = tuple(self.spec.stages[s] for s in self.SKIPS)
+        self.project = conv_bn_relu(self.spec.channels[32], proj_channels, k=1)
         chans = [proj_channels, *(decoder_channels or self.DECODER_CHANNELS)]
         self.build_decoder(chans)
         self.classifier = nn.Conv2d(chans[-1], num_classes, 1)
 
     @property
     def skip_channels(self) -> tuple[int, ...]:
-        """Channels of the ``SKIPS`` features, read off torchvision's blocks."""
-        return tuple(self.encoder[i].out_channels for i in self.SKIPS)
+        """Channels of the ``SKIPS`` features, from the encoder's table entry."""
+        return tuple(self.spec.channels[s] for s in self.SKIPS)
 
     def build_decoder(self, chans: list[int]) -> None:
         """The decoder's modules, from the channels of its input (the projection) and of each stage's output."""
@@ -97,9 +107,9 @@ class EncoderDecoder(nn.Module):
         y = x
         for i, block in enumerate(self.encoder):
             y = block(y)
-            if i in self.SKIPS:
+            if i in self.skip_blocks:
                 skips[i] = y
-        y = self.classifier(self.decode(self.project(y), [skips[i] for i in self.SKIPS]))
+        y = self.classifier(self.decode(self.project(y), [skips[i] for i in self.skip_blocks]))
         if not full_size:
             return y
         # The encoder rounds odd sizes up at each of its 5 stride-2 steps (240 -> 8 -> 256 after the
@@ -129,15 +139,15 @@ class MobileNetSeg(EncoderDecoder):
 
 
 class MobileNetSkipSeg(EncoderDecoder):
-    """MobileNetV2 encoder with a U-Net-like decoder using skips from its stride-16/8/4 features.
+    """An encoder with a U-Net-like decoder using skips from its stride-16/8/4 features.
 
     Each decoder stage upsamples bilinearly to the size of the next skip feature (so odd input sizes
-    work), concatenates it (stride 16: 96 channels after ``features[13]``, stride 8: 32 after
-    ``features[6]``, stride 4: 24 after ``features[3]``) and fuses with a 3x3 conv + BN + ReLU. The
-    stride-4 logits are resized to the input size. About 3.1M parameters with the defaults.
+    work), concatenates it (MobileNetV2: stride 16, 96 channels after ``features[13]``; stride 8, 32
+    after ``features[6]``; stride 4, 24 after ``features[3]``) and fuses with a 3x3 conv + BN + ReLU.
+    The stride-4 logits are resized to the input size. About 3.1M parameters with the defaults.
     """
 
-    SKIPS = (13, 6, 3)  # indices into mobilenet_v2().features whose outputs feed the decoder
+    SKIPS = (16, 8, 4)  # output strides whose encoder features feed the decoder
     DECODER_CHANNELS = (128, 64, 48)  # the fusion conv after each skip
 
     def build_decoder(self, chans: list[int]) -> None:

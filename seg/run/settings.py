@@ -25,6 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seg.core.errors import ConfigError, user_errors
 from seg.data.splits import SPLITS
+from seg.model.encoders import encoder_problems
 from seg.model.inference import TTA, tta_scales
 from seg.run.loggers import PACKAGES, class_name, logger_configs
 
@@ -137,13 +138,6 @@ def text(v: Any) -> str | None:
     return None if isinstance(v, str) and v.strip() else "must be a non-empty string"
 
 
-def encoder_tensors(v: Any) -> str | None:
-    from seg.model.nets import MOBILENET_V2_TENSORS  # torch: only seg.train's configs have this key
-
-    why = f"MobileNetV2 has {MOBILENET_V2_TENSORS} parameter tensors"
-    return integer(0, MOBILENET_V2_TENSORS, why=why)(v)
-
-
 RULES: dict[str, Rule] = {
     # the data group (seg.train, seg.eval, seg.export)
     "data.batch_size": integer(1),
@@ -167,7 +161,6 @@ RULES: dict[str, Rule] = {
     "data.allow_unseen_classes": switch,
     "data.cache_max_gb": number(0, above=True),
     # the model and its optimisation (seg.train)
-    "model.net.freeze_params": encoder_tensors,
     "model.encoder_lr_mult": number(0, above=True),
     "model.low_res_loss": switch,
     "model.loss.class_weight_power": number(0),
@@ -226,6 +219,8 @@ def _train_requirements(cfg: DictConfig) -> list[str]:
         out.append(f"data.crop_size=null: training batches of whole photos need data.batch_size=1 (got {batch})")
     if not _given(_value(cfg, "optimizer")):
         out.append("optimizer: training needs one, e.g. optimizer=adam (it was left out)")
+    if isinstance(net_cfg := plain(_value(cfg, "model.net")), dict):
+        out += encoder_problems(net_cfg)  # the encoder's name and freeze range, from the encoder table
     channels, net = plain(_value(cfg, "model.net.decoder_channels")), str(_value(cfg, "model.net._target_"))
     if net.endswith("MobileNetSkipSeg") and not (isinstance(channels, list) and len(channels) == 3):
         out.append(f"model.net.decoder_channels={_shown(channels)}: the skip decoder needs 3 (stride 16, 8, 4)")

@@ -62,12 +62,13 @@ def test_first_50_encoder_tensors_frozen_rest_trainable(cls):
 
 
 def test_skip_net_uses_the_stride_4_8_16_features():
-    """Every decoder stage gets its skip, with channel counts read off torchvision's blocks."""
+    """Every decoder stage gets its skip (MobileNetV2's blocks 13, 6, 3: the checkpoints' layout)."""
     net = MobileNetSkipSeg(weights=None).eval()
+    assert net.skip_blocks == (13, 6, 3)
     seen = {}
     hooks = [
         net.encoder[i].register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, out.shape))
-        for i in MobileNetSkipSeg.SKIPS
+        for i in net.skip_blocks
     ]
     with torch.no_grad():
         net(torch.randn(1, 3, 240, 240))

@@ -18,6 +18,12 @@ BAD_VALUES = [
     ("train", ["optimizer.lr=nan"], "optimizer.lr=nan: must be a number > 0"),
     ("train", ["trainer.max_epochs=0"], "trainer.max_epochs=0: must be an integer >= 1"),
     ("train", ["model.net.freeze_params=200"], "model.net.freeze_params=200: must be an integer in [0, 156]"),
+    ("train", ["model.net.encoder=vgg16"], "model.net.encoder=vgg16: unknown encoder; choose one of mobilenet_v2,"),
+    (
+        "train",
+        ["model.net.encoder=resnet18", "model.net.freeze_params=61"],
+        "model.net.freeze_params=61: must be an integer in [0, 60] (ResNet-18 has 60)",
+    ),
     ("train", ["model.encoder_lr_mult=0"], "model.encoder_lr_mult=0: must be a number > 0"),
     ("train", ["model.loss.dice_weight=-1"], "model.loss.dice_weight=-1: must be a number >= 0"),
     ("train", ["data.augment_scale=[1.5,0.5]"], "data.augment_scale=[1.5, 0.5]: must be [low, high]"),
