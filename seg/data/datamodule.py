@@ -138,7 +138,7 @@ class SegDataModule(pl.LightningDataModule):
     @property
     def survey(self) -> Survey:
         """Every split's pairs, sizes and class statistics, from the decoded data: what ``python -m
-        seg.data.check`` prints (a folder data set also checks its files: :class:`FolderDataModule`)."""
+        seg.check`` prints (a folder data set also checks its files: :class:`FolderDataModule`)."""
         self.prepare_data()
         reads = {}
         for split in SPLITS:
@@ -327,7 +327,7 @@ class FolderDataModule(SegDataModule):
                 lines += f"\n... and {len(found.problems) - 50} more"
             raise DataCheckError(
                 f"{len(found.problems)} problems in the data set at {self.hparams.root} "
-                f"(python -m seg.data.check shows them all with the class table):\n{lines}"
+                f"(python -m seg.check shows them all with the class table):\n{lines}"
             )
 
     def split_items(self, split: str) -> list[Hashable]:
@@ -343,5 +343,5 @@ class FolderDataModule(SegDataModule):
         return {n: known[n] for n in items} if all(n in known for n in items) else super().classes_of(items)
 
     def summary(self) -> str:
-        """The survey as text (what python -m seg.data.check prints)."""
+        """The survey as text (what python -m seg.check prints)."""
         return report(self.survey)

@@ -1,7 +1,7 @@
 """A folder data set looked at before training on it: per split the pairs, image sizes, mask modes, each
 class's pixel share and image count, and every problem with its file.
 
-``python -m seg.data.check`` prints it; ``seg.train`` (through the datamodule's ``prepare_data``) runs
+``python -m seg.check`` prints it; ``seg.train`` (through the datamodule's ``prepare_data``) runs
 the same survey before any work and stops on a problem. A survey is cached by the files' names, sizes
 and times and the settings that read them, so a second run does not read the masks again.
 """

@@ -1,11 +1,11 @@
-"""`python -m seg.data.check`: the report of any data set (table, chart, JSON), and problems as one line
+"""`python -m seg.check`: the report of any data set (table, chart, JSON), and problems as one line
 each with exit code 2."""
 
 from __future__ import annotations
 
 import json
 
-from seg.data.check import check
+from seg.check import check
 
 from helpers import compose_config, run_module, write_folder_dataset
 
@@ -36,9 +36,7 @@ def test_problems_exit_2_with_one_line_each(tmp_path):
     root = write_folder_dataset(tmp_path / "own")  # no split lists: every photo needs its mask
     (root / "masks" / "photo_002.png").unlink()
     (root / "images" / "photo_005.png").unlink()
-    proc = run_module(
-        "seg.data.check", "data=folder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'out'}", check=False
-    )
+    proc = run_module("seg.check", "data=folder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'out'}", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.splitlines()
     assert any(line.startswith("photo without a mask: ") and "photo_002.png" in line for line in lines)

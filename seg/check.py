@@ -1,9 +1,9 @@
-"""`python -m seg.data.check [data=folder data.root=DIR]`: a data set looked at before training on it.
+"""`python -m seg.check [data=folder data.root=DIR]`: a data set looked at before training on it.
 
 Per split the number of pairs, image sizes and mask modes; per class its pixel share and image count
 (a table, and a bar chart ``classes.png``); and every problem with its file. Writes ``check.md``,
 ``check.json`` and ``classes.png`` to its run dir; problems exit 2, one line each. ``seg.train`` runs
-the same survey before any work. An entry point beside the data it checks: nothing imports it.
+the same survey before any work. Nothing imports it.
 """
 
 from __future__ import annotations
