@@ -35,7 +35,7 @@ from PIL import Image
 
 from seg.core.errors import ConfigError, SegError
 from seg.data.labels import CLASS_NAMES
-from seg.deploy.photos import PhotoError, load_photo, photo_size
+from seg.data.photos import PhotoError, load_photo, photo_size
 from seg.deploy.pictures import blend, class_shares, ids_png
 from seg.deploy.segmenter import Segmenter
 from seg.model.inference import forward_size

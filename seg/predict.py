@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from seg.core.errors import ConfigError
 from seg.core.files import write_csv
-from seg.deploy.photos import PhotoError, find_photos, load_photo, photo_size
+from seg.data.photos import PhotoError, find_photos, load_photo, photo_size
 from seg.deploy.pictures import class_shares
 from seg.deploy.segmenter import Segmenter
 from seg.run.entry import hydra_main, run_job

@@ -95,5 +95,5 @@ def test_metric_maths_losses_and_inference_import_neither_lightning_nor_hydra():
 
 def test_the_python_api_imports_no_torch_until_a_torch_backend_is_used():
     # `from seg import Segmenter` and the photo/picture helpers: ONNX Runtime deployments need no torch
-    code = "import seg.deploy.photos, seg.deploy.pictures, seg.deploy.metadata; from seg import Segmenter"
+    code = "import seg.data.photos, seg.deploy.pictures, seg.deploy.metadata; from seg import Segmenter"
     assert _heavy_after(code, ("torch", "pytorch_lightning", "hydra")) == []

@@ -18,7 +18,7 @@ from PIL import Image
 from seg import Segmenter
 from seg.core.errors import SegError
 from seg.data.labels import CLASS_NAMES, PALETTE
-from seg.deploy.photos import load_photo
+from seg.data.photos import load_photo
 from seg.predict import predict as predict_photos
 from seg.run.settings import check_settings
 

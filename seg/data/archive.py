@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from seg.core.errors import SegError
 from seg.data.labels import decode_target
+from seg.data.photos import to_rgb
 from seg.data.splits import SPLITS, read_split
 
 DEFAULT_URL = "https://i2dl.vc.in.tum.de/static/data/segmentation_data.zip"
@@ -214,11 +215,12 @@ def item_paths(root: Path, name: str) -> tuple[Path, Path]:
     return root / "images" / f"{name}.bmp", root / "targets" / f"{name}_GT.bmp"
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    """An image file as HxWx3 uint8; a file PIL cannot decode is a DataSourceError naming it."""
+def _read_rgb(path: Path, photo: bool = False) -> np.ndarray:
+    """An image file as HxWx3 uint8 (a photo by the one photo reader, a colour target as stored); a file
+    PIL cannot decode is a DataSourceError naming it."""
     try:
         with Image.open(path) as im:
-            return np.array(im.convert("RGB"))  # writable, so torch.from_numpy can share it
+            return to_rgb(im) if photo else np.array(im.convert("RGB"))  # writable: torch.from_numpy shares it
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
         raise DataSourceError(f"{path} cannot be decoded ({type(e).__name__}: {e})") from e
 
@@ -226,7 +228,7 @@ def _read_rgb(path: Path) -> np.ndarray:
 def load_item(root: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Decode one photo (HxWx3 uint8) and its colour target (HxW int8 class ids, void = -1)."""
     img_path, tgt_path = item_paths(root, name)
-    img = _read_rgb(img_path)
+    img = _read_rgb(img_path, photo=True)
     tgt = decode_target(_read_rgb(tgt_path), str(tgt_path)).astype(np.int8)
     if img.shape[:2] != tgt.shape:
         raise DataSourceError(f"{tgt_path}: size {tgt.shape} differs from its image {img.shape[:2]}")

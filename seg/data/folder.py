@@ -26,7 +26,8 @@ import numpy as np
 
 from seg.core.errors import ConfigError
 from seg.data.labels import LabelSet, default_palette
-from seg.data.masks import IMAGE_SUFFIXES, MASK_SUFFIXES, DataFileError, read_image, read_mask
+from seg.data.masks import MASK_SUFFIXES, DataFileError, read_image, read_mask
+from seg.data.photos import IMAGE_SUFFIXES
 from seg.data.splits import SPLITS, read_split, seeded_split
 
 CLASSES_FILE = "classes.txt"

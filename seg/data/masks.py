@@ -1,4 +1,5 @@
-"""Images and masks as users have them, read into arrays: photos as HxWx3 uint8 RGB, masks as HxW class ids.
+"""Images and masks as users have them, read into arrays: photos as HxWx3 uint8 RGB (by the one photo
+reader, :mod:`seg.data.photos`), masks as HxW class ids (as stored: masks carry no EXIF orientation).
 
 Masks come in three kinds: single-channel index images (8-bit ``L``, 16-bit ``I;16``), palette PNGs
 whose indices are the class ids (``P``, the colours ride along as a palette), and RGB colour masks
@@ -14,8 +15,8 @@ from PIL import Image, UnidentifiedImageError
 
 from seg.core.errors import SegError
 from seg.data.labels import LabelSet
+from seg.data.photos import to_rgb
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what a folder of photos holds
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless formats only: a JPEG mask blurs the ids
 INDEX_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I", "LA", "PA")  # one value per pixel: the class id
 COLOUR_MODES = ("RGB", "RGBA")  # a colour per pixel, decoded by the label set's table
@@ -35,9 +36,10 @@ def _open(path: Path) -> Image.Image:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """A photo as HxWx3 uint8 RGB (writable, so torch.from_numpy can share it)."""
+    """A photo of the data set as HxWx3 uint8 RGB, read by the one photo reader (upright by its EXIF
+    orientation: the labelling tools draw masks on the photo as they show it, upright)."""
     with _open(path) as im:
-        return np.array(im.convert("RGB"))
+        return to_rgb(im)
 
 
 def mask_mode(image: Image.Image) -> str:

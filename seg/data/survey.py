@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from seg.core.files import atomic_write
 from seg.data.folder import CLASSES_FILE, Catalogue, Item, label_set
 from seg.data.labels import LabelSet
 from seg.data.masks import DataFileError, mask_palette, read_mask
+from seg.data.photos import PhotoError, photo_sizes
 from seg.data.splits import SPLITS
 
 
@@ -67,6 +67,7 @@ class Survey:
 def _fingerprint(cat: Catalogue, settings: dict[str, Any]) -> str:
     files = sorted({p for items in cat.splits.values() for i in items for p in (i.image, i.mask)})
     h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(b"photos upright\n")  # surveys cached before photos were read upright are made again
     h.update(json.dumps({s: [i.name for i in items] for s, items in cat.splits.items()}).encode())
     for p in files:
         st = p.stat()
@@ -120,15 +121,21 @@ def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen) -> Survey
         found |= set(np.unique(ids).tolist())
         read[item] = Read(item.name, ids, mode, str(item.mask))
         try:
-            with Image.open(item.image) as im:
-                size = im.size
-        except (OSError, ValueError, SyntaxError) as e:
-            problems.append(f"{item.image} cannot be decoded ({type(e).__name__}: {e})")
+            size, stored = photo_sizes(item.image)  # training reads the photo upright (seg.data.photos)
+        except PhotoError as e:
+            problems.append(str(e))
             continue
         if size != (ids.shape[1], ids.shape[0]):
+            turned = (
+                f"; the mask fits the photo as stored ({stored[0]}x{stored[1]}), but its EXIF orientation turns "
+                f"it upright, as the labelling tools (LabelMe, CVAT) and training show it: draw the mask on the "
+                f"upright photo, or save the photo without its EXIF orientation"
+                if stored == (ids.shape[1], ids.shape[0])
+                else ""
+            )
             problems.append(
                 f"{item.mask}: size {ids.shape[1]}x{ids.shape[0]} differs from its photo {item.image} "
-                f"({size[0]}x{size[1]})"
+                f"({size[0]}x{size[1]}){turned}"
             )
     if labels is None:
         labels = label_set(root, None, ignore_index, sorted(found), palette)

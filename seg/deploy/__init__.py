@@ -1,5 +1,5 @@
 """The deployment room: a trained model used outside the harness. :class:`.segmenter.Segmenter` (the
-Python API), photos as users have them (:mod:`.photos`), pictures of predictions (:mod:`.pictures`),
+Python API; photos are read by :mod:`seg.data.photos`, as in training), pictures of predictions (:mod:`.pictures`),
 what an exported file says about itself (:mod:`.metadata`), and the deployed net with its ONNX /
 TorchScript formats (:mod:`.formats`).
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from seg.data.photos import PhotoError, PhotoSource, load_photo
 from seg.deploy.metadata import TORCHSCRIPT_FILE, ModelFileError, ModelInfo, parse
-from seg.deploy.photos import PhotoError, PhotoSource, load_photo
 from seg.deploy.pictures import colorize, overlay
 from seg.model.inference import TTA, photo_ids, photo_logits, tta_scales
 

@@ -16,9 +16,9 @@ from seg import Segmenter
 from seg.data.archive import ARCHIVE_DIR
 from seg.data.dataset import MSRCDataset
 from seg.data.labels import CLASS_NAMES, PALETTE
+from seg.data.photos import PhotoError
 from seg.data.transforms import center_crop
 from seg.deploy.metadata import ModelFileError
-from seg.deploy.photos import PhotoError
 from seg.eval import evaluate
 from seg.model.metrics import SplitScore
 

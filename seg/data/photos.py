@@ -1,7 +1,10 @@
-"""Photos as users have them, as the HxWx3 uint8 RGB arrays the nets take; and finding them on disk.
+"""The one photo reader, and finding photos on disk: any file Pillow reads, in any common mode, as the
+HxWx3 uint8 RGB array the nets take, for training, evaluation and prediction alike. NumPy and Pillow only.
 
-Any file Pillow reads (JPEG, PNG, BMP, TIFF, WebP, ...) in any common mode: RGB, grayscale, with
-alpha, palette, CMYK, 16-bit; turned upright by its EXIF orientation. NumPy and Pillow only.
+Photos are turned upright by their EXIF orientation, as LabelMe and CVAT show them while their masks
+are drawn (so the mask fits the upright photo); 16-bit grayscale keeps its top 8 bits; transparent
+pixels are composited over black, the colour training pads photos with; every other mode (L, P,
+CMYK, ...) goes through Pillow's RGB conversion.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from seg.core.errors import SegError
-from seg.data.masks import IMAGE_SUFFIXES
 
-PHOTO_SUFFIXES = IMAGE_SUFFIXES  # what a folder or glob yields: the suffixes a data set's photos have
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what a folder of photos holds
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grayscale (PNG, TIFF) opens as one of these
 _SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that turn the photo by 90 degrees
+_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # what Pillow raises on a bad file
 
 PhotoSource = str | os.PathLike | Image.Image | np.ndarray
 
@@ -28,11 +31,7 @@ class PhotoError(SegError, ValueError):
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
-    """A Pillow image upright (EXIF orientation) as HxWx3 uint8 RGB.
-
-    16-bit grayscale keeps its top 8 bits; transparent pixels are composited over black, the
-    colour training pads photos with; every other mode goes through Pillow's RGB conversion.
-    """
+    """A Pillow image upright (EXIF orientation) as HxWx3 uint8 RGB (writable: torch.from_numpy shares it)."""
     image = ImageOps.exif_transpose(image)
     if image.mode in _SIXTEEN_BIT:
         grey = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) // 257
@@ -58,20 +57,25 @@ def load_photo(source: PhotoSource) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return to_rgb(im)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except _UNREADABLE as e:
         raise PhotoError(f"{path}: cannot be read as a photo ({type(e).__name__}: {e})") from e
 
 
-def photo_size(path: Path) -> tuple[int, int]:
-    """(width, height) of a photo file once upright, read from its header without decoding it."""
+def photo_sizes(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(width, height) of a photo file upright and as stored, from its header without decoding it."""
     try:
         with Image.open(path) as im:
             w, h = im.size
             # Pillow's TIFF reader reports (and decodes to) the upright size itself
             turned = im.format != "TIFF" and im.getexif().get(0x0112) in _SWAPS_SIDES
-            return (h, w) if turned else (w, h)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            return ((h, w) if turned else (w, h)), (w, h)
+    except _UNREADABLE as e:
         raise PhotoError(f"{path}: cannot be read as a photo ({type(e).__name__}: {e})") from e
+
+
+def photo_size(path: Path) -> tuple[int, int]:
+    """(width, height) of a photo file once upright, read from its header without decoding it."""
+    return photo_sizes(path)[0]
 
 
 def find_photos(input: str) -> list[Path]:
@@ -81,15 +85,15 @@ def find_photos(input: str) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        found = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES]
+        found = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     elif any(c in input for c in "*?["):
         matches = (Path(p) for p in glob.glob(os.path.expanduser(input), recursive=True))
-        found = [p for p in matches if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES]
+        found = [p for p in matches if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     else:
         raise PhotoError(f"input={input}: no such file or folder. Pass a photo, a folder of photos or a quoted glob")
     if not found:
         raise PhotoError(
-            f"input={input}: no photos there (looked for {' '.join(PHOTO_SUFFIXES)} files, not in subfolders). "
+            f"input={input}: no photos there (looked for {' '.join(IMAGE_SUFFIXES)} files, not in subfolders). "
             f"Pass a photo, a folder of photos or a glob such as 'photos/**/*.jpg'"
         )
     return sorted(found)
