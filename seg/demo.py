@@ -34,7 +34,6 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from seg.core.errors import ConfigError, SegError
-from seg.data.labels import CLASS_NAMES
 from seg.data.photos import PhotoError, load_photo, photo_size
 from seg.deploy.pictures import blend, class_shares, ids_png
 from seg.deploy.segmenter import Segmenter
@@ -224,6 +223,14 @@ def messages_text(messages: list[str], shown: list[Shown]) -> str:
     return "\n".join(lines)
 
 
+def _classes(fixed: Segmenter | None) -> str:
+    """The heading's words for the classes: the model's own, or the picked run's."""
+    if fixed is None:
+        return "the classes of the run you pick (its legend names them)"
+    names = fixed.class_names
+    return f"the model's {len(names)} classes ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+
+
 class Models:
     """The model the page predicts with: the one named on the command line, or the run picked on
     the page (loaded on first use, the last one kept)."""
@@ -323,10 +330,7 @@ def build_page(models: Models, cfg: DictConfig, workdir: Path) -> Any:
         return shown, *view(shown, index or 0, segmenter)
 
     with gr.Blocks(title="seg: semantic segmentation demo", analytics_enabled=False, delete_cache=(600, 3600)) as page:
-        gr.Markdown(
-            f"## Semantic segmentation\nDrop or pick photos: every pixel gets one of the {len(CLASS_NAMES)} "
-            f"MSRC-v2 classes ({', '.join(CLASS_NAMES[:4])}, ...)."
-        )
+        gr.Markdown(f"## Semantic segmentation\nDrop or pick photos: every pixel gets one of {_classes(models.fixed)}.")
         shown_state = gr.State([])
         with gr.Row():
             with gr.Column(scale=1):

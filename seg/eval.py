@@ -35,7 +35,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score ``cfg.ckpt_path`` on ``cfg.split`` and write the report into ``cfg.paths.output_dir``."""
     model, trained_data = load_model(cfg.ckpt_path)
     # the data group of training (source, crop, batch size, ...) with the checkpoint's own input
-    # normalisation; no augmentation: every split is scored under the course's centre crop
+    # normalisation; no augmentation: a split is scored as the data group evaluates it (data=msrc: the
+    # course's centre crop; data=folder: whole photos unless data.eval_crop_size is set)
     datamodule = build_datamodule(cfg, normalize=trained_data.get("normalize", True), augment=False)
     datamodule.split_dataset(cfg.split)
     tta, max_side = tta_value(cfg.tta), cfg.get("max_side")

@@ -319,3 +319,14 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert "port=70000: must be an integer in [1, 65535] or null" in lines[0] and "share='yes'" in lines[0]
     assert "Traceback" not in proc.stderr and "gradio" not in proc.stderr
+
+
+def test_the_heading_names_the_models_classes_not_msrcs():
+    from types import SimpleNamespace
+
+    from seg.demo import _classes
+
+    camvid = SimpleNamespace(class_names=("sky", "building", "pole", "road", "sidewalk"))
+    assert _classes(camvid) == "the model's 5 classes (sky, building, pole, road, ...)"
+    assert _classes(SimpleNamespace(class_names=("bg", "cat"))) == "the model's 2 classes (bg, cat)"
+    assert "MSRC" not in _classes(None) and "run you pick" in _classes(None)

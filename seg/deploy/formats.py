@@ -88,7 +88,7 @@ def export_onnx(net: DeployNet, path: Path, metadata: Mapping[str, str]) -> None
         )
     program.model.metadata_props.update(metadata)
     program.model.producer_name = "seg"
-    program.model.doc_string = "Semantic segmentation (MSRC-v2 classes); see the seg.* metadata_props."
+    program.model.doc_string = "Semantic segmentation; class names, palette, ignore index: the seg.* metadata_props."
     program.save(str(path), external_data=False)
 
 
