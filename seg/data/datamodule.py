@@ -22,7 +22,7 @@ from seg.data.dataset import MSRCReader, Reader, SegDataset
 from seg.data.folder import Catalogue, FolderReader, Layout, catalogue
 from seg.data.labels import MSRC, LabelSet
 from seg.data.sampling import EpochSampler
-from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_of, read_split
+from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_of, folds_problem, read_split
 from seg.data.survey import Read, Survey, report, survey, tally
 from seg.data.transforms import EvalPreset, TrainPreset, pad_collate
 
@@ -78,8 +78,8 @@ class SegDataModule(pl.LightningDataModule):
         hp.train_crop_sizes = tuple(int(v) for v in hp.train_crop_sizes) if hp.train_crop_sizes else None
         if hp.eval_crop_size == SAME_AS_TRAINING:
             hp.eval_crop_size = hp.crop_size
-        if hp.folds is not None and not (isinstance(hp.folds, int) and hp.folds >= 2 and 0 <= hp.fold < hp.folds):
-            raise ConfigError(f"data.folds={hp.folds}, data.fold={hp.fold}: folds must be >= 2 and 0 <= fold < folds")
+        if why := folds_problem(hp.folds, hp.fold):
+            raise ConfigError(why)
         self.datasets: dict[str, SegDataset] = {}
         self._resume: dict[str, int] = {}  # from a checkpoint: the interrupted epoch and its batches done
 

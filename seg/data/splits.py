@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,23 @@ def seeded_split(names: Sequence[str], fractions: Sequence[float], seed: int = 0
     cuts = np.round(np.cumsum(shares) * len(pool)).astype(int)
     bounds = [0, *cuts[:-1].tolist(), len(pool)]
     return {s: sorted(pool[i] for i in order[bounds[k] : bounds[k + 1]]) for k, s in enumerate(SPLITS)}
+
+
+def folds_problem(folds: Any, fold: Any) -> str | None:
+    """What is wrong with ``data.folds`` / ``data.fold`` (null, or K >= 2 folds and fold I in 0..K-1), or
+    None: the one rule the settings check and the datamodule apply."""
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if folds is None:
+        return None
+    if not whole(folds) or folds < 2:
+        why = "k-fold cross-validation of train+val; null: the data set's split"
+        return f"data.folds={folds}: must be an integer >= 2 or null ({why})"
+    if not whole(fold) or not 0 <= fold < folds:
+        return f"data.fold={fold}: must be in 0..{folds - 1} (data.folds={folds})"
+    return None
 
 
 def fold_of(names: Sequence[str], classes: Mapping[str, Sequence[int]], folds: int, seed: int = 0) -> dict[str, int]:

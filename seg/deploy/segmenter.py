@@ -22,7 +22,7 @@ from PIL import Image
 from seg.data.photos import PhotoError, PhotoSource, load_photo
 from seg.deploy.metadata import TORCHSCRIPT_FILE, ModelFileError, ModelInfo, parse
 from seg.deploy.pictures import colorize, overlay
-from seg.model.inference import TTA, photo_ids, photo_logits, tta_scales
+from seg.model.inference import TTA, max_side_problem, photo_ids, photo_logits, tta_problem
 
 DEFAULT_MAX_SIDE = 1024  # photos with a longer side go through the net shrunk to it (time and memory)
 
@@ -74,6 +74,13 @@ def _model_file(path: str | os.PathLike) -> Path:
     return p
 
 
+def _check(tta: TTA, max_side: int | None) -> None:
+    """A bad setting fails when the Segmenter is made, not at the first photo (the settings check's rules)."""
+    for key, value, why in (("max_side", max_side, max_side_problem(max_side)), ("tta", tta, tta_problem(tta))):
+        if why:
+            raise ValueError(f"{key}={value}: {why}")
+
+
 class Segmenter:
     """The class of every pixel of a photo, at the photo's own size, and pictures of it::
 
@@ -89,9 +96,7 @@ class Segmenter:
     def __init__(
         self, backend: Any, info: ModelInfo, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
     ) -> None:
-        if max_side is not None and max_side < 1:
-            raise ValueError(f"max_side must be a positive number of pixels or None, got {max_side}")
-        tta_scales(tta)  # a bad setting fails here, not at the first photo
+        _check(tta, max_side)
         self._backend = backend
         self.backend: str = backend.name  # "torch", "torchscript" or "onnxruntime"
         self.class_names: tuple[str, ...] = info.class_names
@@ -172,7 +177,7 @@ class Segmenter:
 
     def with_tta(self, tta: TTA) -> Segmenter:
         """The same loaded model with another ``tta`` setting (nothing is loaded again; ``self`` is unchanged)."""
-        tta_scales(tta)
+        _check(tta, self.max_side)
         other = copy.copy(self)
         other.tta = tta
         return other

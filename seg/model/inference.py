@@ -36,6 +36,24 @@ def tta_scales(tta: TTA) -> tuple[float, ...]:
     return scales
 
 
+def tta_problem(tta: Any) -> str | None:
+    """What is wrong with a TTA setting (false, true or a list of positive scales), or None: the one rule
+    the settings check and :class:`~seg.deploy.segmenter.Segmenter` apply."""
+    if isinstance(tta, str):  # a typo such as tta=maybe: not a list of characters
+        return "use false, true (+ flip) or scales such as [0.75,1.0,1.25]"
+    try:
+        tta_scales(tta)
+    except (TypeError, ValueError) as e:
+        return f"use false, true (+ flip) or scales such as [0.75,1.0,1.25] ({e})"
+    return None
+
+
+def max_side_problem(max_side: Any) -> str | None:
+    """What is wrong with a ``max_side`` (a whole number of pixels >= 1, or None), or None."""
+    ok = max_side is None or (isinstance(max_side, int) and not isinstance(max_side, bool) and max_side >= 1)
+    return None if ok else "must be an integer >= 1 or null"
+
+
 def _is_numpy(x: Any) -> bool:
     return isinstance(x, np.ndarray)
 

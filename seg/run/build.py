@@ -7,13 +7,12 @@ import logging
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
 from seg.data.labels import LabelSet
-from seg.run.hardware import auto_precision
+from seg.run.hardware import auto_precision, runs_on_cuda
 from seg.run.loggers import build_loggers
 
 log = logging.getLogger(__name__)
@@ -29,10 +28,6 @@ def build_module(cfg: DictConfig, labels: LabelSet | None = None) -> pl.Lightnin
     (all stored in checkpoints; no labels: MSRC's)."""
     labels = labels.to_dict() if labels is not None else None
     return instantiate(cfg.model, optimizer=cfg.get("optimizer"), scheduler=cfg.get("scheduler"), labels=labels)
-
-
-def _runs_on_cuda(accelerator: str) -> bool:
-    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def build_trainer(cfg: DictConfig, purge_step: int | None = None) -> pl.Trainer:
@@ -52,7 +47,7 @@ def build_trainer(cfg: DictConfig, purge_step: int | None = None) -> pl.Trainer:
     if str(cfg.trainer.get("precision")) == "auto":
         overrides["precision"], why = auto_precision(accelerator)
         log.info(f"trainer.precision=auto: {overrides['precision']}, as {why}")
-    if cfg.trainer.get("sync_batchnorm") and not _runs_on_cuda(accelerator):
+    if cfg.trainer.get("sync_batchnorm") and not runs_on_cuda(accelerator):
         log.info("trainer.sync_batchnorm: torch's SyncBatchNorm needs CUDA, so each process keeps its own BatchNorm")
         overrides["sync_batchnorm"] = False
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)

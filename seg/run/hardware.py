@@ -38,12 +38,18 @@ def cpu_kind(flags: set[str] | None = None) -> str:
     return "AVX2" if "avx2" in flags else "other"
 
 
+def runs_on_cuda(accelerator: str) -> bool:
+    """Whether ``trainer.accelerator`` puts the run on a CUDA GPU (``auto``: if there is one)."""
+    import torch
+
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def auto_precision(accelerator: str, flags: set[str] | None = None) -> tuple[str, str]:
     """The precision for ``trainer.precision=auto`` on ``accelerator``, and why."""
     import torch
 
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    if on_gpu:
+    if runs_on_cuda(accelerator):
         if torch.cuda.is_bf16_supported():
             return "bf16-mixed", f"the GPU ({torch.cuda.get_device_name()}) supports bfloat16"
         return "32-true", "the GPU has no bfloat16 support"

@@ -24,9 +24,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from seg.core.errors import ConfigError, user_errors
-from seg.data.splits import SPLITS
+from seg.data.splits import SPLITS, folds_problem
 from seg.model.encoders import encoder_problems
-from seg.model.inference import TTA, tta_scales
+from seg.model.inference import TTA, max_side_problem, tta_problem
 from seg.run.loggers import PACKAGES, class_name, logger_configs
 
 Rule = Callable[[Any], "str | None"]  # what is wrong with a value, or None
@@ -93,15 +93,8 @@ def one_of(*choices: str | None) -> Rule:
 
 
 def tta(v: Any) -> str | None:
-    """A test-time augmentation: false, true (+ flip) or a list of scales."""
-    v = plain(v)
-    if isinstance(v, str):  # a typo such as tta=maybe: not a list of characters
-        return "use false, true (+ flip) or scales such as [0.75,1.0,1.25]"
-    try:
-        tta_scales(v)
-    except (TypeError, ValueError) as e:
-        return f"use false, true (+ flip) or scales such as [0.75,1.0,1.25] ({e})"
-    return None
+    """A test-time augmentation: false, true (+ flip) or a list of scales (seg.model.inference's rule)."""
+    return tta_problem(plain(v))
 
 
 def low_high(v: Any) -> str | None:
@@ -151,8 +144,6 @@ RULES: dict[str, Rule] = {
     "data.sha256": sha256,
     "data.eval_crop_size": integer(32, null=True, why="null: whole photos"),
     "data.eval_batch_size": integer(1, null=True),
-    "data.folds": integer(2, null=True, why="k-fold cross-validation of train+val; null: the data set's split"),
-    "data.fold": integer(0),
     "data.fold_seed": integer(),
     "data.ignore_index": integer(),
     "data.classes": names,
@@ -176,7 +167,7 @@ RULES: dict[str, Rule] = {
     # evaluation, prediction and export (seg.eval, seg.predict, seg.export)
     "split": one_of(*SPLITS),
     "tta": tta,
-    "max_side": integer(1, null=True),
+    "max_side": max_side_problem,
     "batch_size": integer(1),
     "overlay_alpha": number(0, 1),
     "overwrite": switch,
@@ -301,8 +292,8 @@ def _export_requirements(cfg: DictConfig) -> list[str]:
 def _data_requirements(cfg: DictConfig) -> list[str]:
     out = []
     folds, fold = _value(cfg, "data.folds"), _value(cfg, "data.fold")
-    if _is_int(folds) and _is_int(fold) and not 0 <= fold < folds:
-        out.append(f"data.fold={fold}: must be in 0..{folds - 1} (data.folds={folds})")
+    if folds is not _ABSENT and (why := folds_problem(folds, 0 if fold is _ABSENT else fold)):
+        out.append(why)
     data = cfg.get("data")
     if data is not None and "root" in data and (OmegaConf.is_missing(data, "root") or not data.root):
         out.append("data.root: pass the folder of your data set, e.g. python -m seg.train data=folder data.root=DIR")
