@@ -34,10 +34,11 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from seg.core.errors import ConfigError, SegError
+from seg.core.rules import Get, Settings, given, integer, number, shown, switch, text
 from seg.data.photos import PhotoError, load_photo, photo_size
 from seg.deploy.pictures import blend, class_shares, ids_png
 from seg.deploy.segmenter import Segmenter
-from seg.model.inference import forward_size
+from seg.model.inference import forward_size, max_side_problem, tta_problem
 from seg.run.entry import hydra_main, run_job
 from seg.run.predictions import open_segmenter, save_image, write_mask, write_overlay
 from seg.run.results import FinishedRun, finished_runs
@@ -434,9 +435,35 @@ def demo(cfg: DictConfig) -> None:
     log.info("Demo page stopped")
 
 
+def _at_most_one_model(get: Get, at: str) -> list[str]:
+    ckpt, model_file = get("ckpt_path"), get("model_file")
+    if given(ckpt) and given(model_file):
+        return [
+            f"ckpt_path / model_file: pass at most one model (none: pick a run on the page); got "
+            f"ckpt_path={shown(ckpt)} model_file={shown(model_file)}"
+        ]
+    return []
+
+
+# the keys seg.demo reads
+SETTINGS = Settings(
+    {
+        "host": text,
+        "port": integer(1, 65535, null=True, why="null: the first free port from 7860"),
+        "share": switch,
+        "runs": text,
+        "max_megapixels": number(0, above=True),
+        "overlay_alpha": number(0, 1),
+        "tta": tta_problem,
+        "max_side": max_side_problem,
+    },
+    checks=(_at_most_one_model,),
+)
+
+
 def run(cfg: DictConfig) -> None:
     """What Hydra calls: serve the page."""
-    return run_job(cfg, demo)
+    return run_job(cfg, demo, SETTINGS)
 
 
 main = hydra_main("demo", run)

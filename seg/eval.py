@@ -9,8 +9,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from seg.core.rules import Get, Settings, given, one_of
+from seg.data.splits import SPLITS
 from seg.model.checkpoint import load_model
-from seg.model.inference import TTA, photo_ids
+from seg.model.inference import TTA, max_side_problem, photo_ids, tta_problem
 from seg.model.metrics import SplitScore
 from seg.run.build import build_datamodule
 from seg.run.entry import hydra_main, run_job
@@ -47,9 +49,21 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
+def _checkpoint_given(get: Get, at: str) -> list[str]:
+    if given(get("ckpt_path")):
+        return []
+    return ["ckpt_path: pass the checkpoint to evaluate, e.g. ckpt_path=outputs/runs/DATE/TIME/checkpoints/last.ckpt"]
+
+
+# the keys seg.eval reads itself; the data group's class checks its own
+SETTINGS = Settings(
+    {"split": one_of(*SPLITS), "tta": tta_problem, "max_side": max_side_problem}, checks=(_checkpoint_given,)
+)
+
+
 def run(cfg: DictConfig) -> float:
     """What Hydra calls: evaluate, and hand the global accuracy to a sweeper."""
-    return run_job(cfg, lambda c: evaluate(c)["acc"])
+    return run_job(cfg, lambda c: evaluate(c)["acc"], SETTINGS)
 
 
 main = hydra_main("eval", run)

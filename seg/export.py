@@ -18,10 +18,13 @@ from omegaconf import DictConfig
 
 from seg.core.errors import SegError
 from seg.core.files import atomic_write
+from seg.core.rules import Get, Settings, given, integer, number, one_of, switch
+from seg.data.splits import SPLITS
 from seg.deploy.formats import export_onnx, export_torchscript, load_deploy_net
 from seg.deploy.segmenter import Segmenter, parity
 from seg.run.build import build_datamodule
 from seg.run.entry import hydra_main, run_job
+from seg.run.settings import unwritable
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +86,39 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
+def _checkpoint_and_output(get: Get, at: str) -> list[str]:
+    out = []
+    if not given(get("ckpt_path")):
+        out.append("ckpt_path: pass the checkpoint to export, e.g. python -m seg.export ckpt_path=PATH format=onnx")
+    fmt, output = get("format"), get("output")
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}.get(fmt)
+    if given(output) and suffix:
+        path = Path(str(output)).expanduser()
+        if path.suffix.lower() != suffix:
+            out.append(f"output={output}: a format={fmt} file must end in {suffix} (seg.predict goes by it)")
+        elif path.exists() and get("overwrite") is not True:
+            out.append(f"output={output}: exists; pass overwrite=true to replace it, or another output=...")
+        elif reason := unwritable(path.parent):
+            out.append(f"output={output}: its folder cannot be written ({reason}); pass another output=...")
+    return out
+
+
+# the keys seg.export reads itself; the data group's class (the verify split's photos) checks its own
+SETTINGS = Settings(
+    {
+        "format": one_of("onnx", "torchscript"),
+        "overwrite": switch,
+        "verify_split": one_of(*SPLITS, None),
+        "verify_photos": integer(1, null=True),
+        "min_agreement": number(0, 1, why="a share of the pixels: 0.999 is 99.9%"),
+    },
+    checks=(_checkpoint_and_output,),
+)
+
+
 def run(cfg: DictConfig) -> float:
     """What Hydra calls: export, and hand the file's size in MB to a sweeper."""
-    return run_job(cfg, lambda c: export(c)["megabytes"])
+    return run_job(cfg, lambda c: export(c)["megabytes"], SETTINGS)
 
 
 main = hydra_main("export", run)

@@ -21,11 +21,14 @@ from tqdm import tqdm
 
 from seg.core.errors import ConfigError
 from seg.core.files import write_csv
+from seg.core.rules import Get, Settings, given, integer, number, shown, switch
 from seg.data.photos import PhotoError, find_photos, load_photo, photo_size
 from seg.deploy.pictures import class_shares
 from seg.deploy.segmenter import Segmenter
+from seg.model.inference import max_side_problem, tta_problem
 from seg.run.entry import hydra_main, run_job
 from seg.run.predictions import mask_file, open_segmenter, overlay_file, write_mask, write_overlay
+from seg.run.settings import unwritable
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +134,44 @@ def write_prediction(
     }
 
 
+def _model_input_output(get: Get, at: str) -> list[str]:
+    out = []
+    ckpt, model_file = get("ckpt_path"), get("model_file")
+    if given(ckpt) == given(model_file):
+        out.append(
+            "ckpt_path / model_file: pass one model, ckpt_path=... (a checkpoint written by seg.train) or "
+            f"model_file=... (a .onnx or .pt file written by seg.export); got ckpt_path={shown(ckpt)} "
+            f"model_file={shown(model_file)}"
+        )
+    if not given(get("input")):
+        out.append("input: pass the photos, input=FILE, input=FOLDER or input='GLOB' (e.g. 'photos/**/*.jpg')")
+    output = get("output")
+    if given(output):
+        folder = Path(str(output)).expanduser()
+        if folder.exists() and not folder.is_dir():
+            out.append(f"output={output}: is a file; pass a folder for the predictions")
+        elif reason := unwritable(folder):
+            out.append(f"output={output}: cannot be written ({reason}); pass another output=...")
+    return out
+
+
+# the keys seg.predict reads (it builds no data set: the check imports no torch)
+SETTINGS = Settings(
+    {
+        "tta": tta_problem,
+        "max_side": max_side_problem,
+        "batch_size": integer(1),
+        "overlay_alpha": number(0, 1),
+        "overwrite": switch,
+        "progress": switch,
+    },
+    checks=(_model_input_output,),
+)
+
+
 def run(cfg: DictConfig) -> int:
     """What Hydra calls: predict, and hand the number of photos predicted to a sweeper."""
-    return run_job(cfg, lambda c: predict(c)["predicted"])
+    return run_job(cfg, lambda c: predict(c)["predicted"], SETTINGS)
 
 
 main = hydra_main("predict", run)

@@ -17,9 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from seg.callbacks.stops import GracefulStop
+from seg.core.rules import Get, Settings, given, integer, is_int, is_number, number, one_of, shown, switch
 from seg.model.checkpoint import check_weights_fit, read_checkpoint
+from seg.model.inference import tta_problem
 from seg.run.build import build, hparams_for_table
 from seg.run.entry import hydra_main, run_job
+from seg.run.loggers import SETTINGS as LOGGERS
 from seg.run.loggers import close_loggers, log_run_end
 from seg.run.results import write_result
 from seg.run.resume import resume_args, run_dir_of
@@ -128,9 +131,51 @@ def objective(metrics: dict[str, float], name: str | None) -> float | None:
     return value
 
 
+def _run_length(get: Get, at: str) -> list[str]:
+    epochs, steps = get("trainer.max_epochs"), get("trainer.max_steps")
+    if (is_int(epochs) and epochs >= 1) or (epochs == -1 and is_int(steps) and steps > 0):
+        return []
+    return [f"trainer.max_epochs={shown(epochs)}: must be an integer >= 1 (or -1 with trainer.max_steps > 0)"]
+
+
+def _training_crops(get: Get, at: str) -> list[str]:
+    crop, batch = get("data.crop_size"), get("data.batch_size")
+    if crop is None and get("data.augment") is True:
+        return ["data.crop_size=null: data.augment=true needs a crop size (the random crop's)"]
+    if crop is None and batch != 1:
+        return [f"data.crop_size=null: training batches of whole photos need data.batch_size=1 (got {batch})"]
+    return []
+
+
+def _optimizer_and_validation(get: Get, at: str) -> list[str]:
+    out = []
+    if not given(get("optimizer")):
+        out.append("optimizer: training needs one, e.g. optimizer=adam (it was left out)")
+    limit = get("trainer.limit_val_batches")
+    if is_number(limit) and limit == 0:
+        out.append(
+            f"trainer.limit_val_batches={limit}: validation is what picks the best checkpoint and drives the "
+            f"scheduler (val/acc); keep at least one batch, e.g. trainer.limit_val_batches=1"
+        )
+    return out
+
+
+# the keys seg.train reads itself; the data, model, net, loss and callbacks classes check their own
+SETTINGS = Settings(
+    {
+        "optimizer.lr": number(0, above=True),
+        "trainer.check_val_every_n_epoch": integer(1, null=True),
+        "test": switch,
+        "test_ckpt": one_of("last", "best"),
+        "test_tta": tta_problem,
+    },
+    checks=(_run_length, _training_crops, _optimizer_and_validation),
+) | LOGGERS.at("logger.")
+
+
 def run(cfg: DictConfig) -> float | None:
     """What Hydra calls for each job: train, then hand the objective to the sweeper."""
-    return run_job(cfg, lambda c: objective(train(c), c.get("optimized_metric")))
+    return run_job(cfg, lambda c: objective(train(c), c.get("optimized_metric")), SETTINGS)
 
 
 # a resume that cannot work is said before Hydra starts

@@ -172,3 +172,24 @@ def write_folder_dataset(
         if per_split:
             (root / f"{split}.txt").write_text("".join(f"{n}.png\n" for n in names))
     return root
+
+
+def entry_settings(cfg):
+    """The settings an entry point declares (seg.<task_name>.SETTINGS), as its run_job hands them in."""
+    import importlib
+
+    return getattr(importlib.import_module(f"seg.{cfg.task_name}"), "SETTINGS", None)
+
+
+def entry_problems(cfg) -> list[str]:
+    """What the settings check of ``cfg``'s entry point finds, as ``python -m seg.<task>`` would."""
+    from seg.run.settings import problems
+
+    return problems(cfg, entry_settings(cfg))
+
+
+def check_entry(cfg) -> None:
+    """The settings check of ``cfg``'s entry point: raises its ConfigError."""
+    from seg.run.settings import check_settings
+
+    check_settings(cfg, entry_settings(cfg))

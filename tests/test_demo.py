@@ -21,9 +21,8 @@ from seg.core.errors import ConfigError
 from seg.data.labels import CLASS_NAMES, PALETTE
 from seg.deploy.metadata import ModelFileError
 from seg.run.results import finished_runs
-from seg.run.settings import check_settings
 
-from helpers import compose_config, run_module
+from helpers import check_entry, compose_config, run_module
 
 MAX_MEGAPIXELS = 10  # the test page's limit (the default, 40, takes a 12 MP photo: see the test of segment_photo)
 
@@ -260,7 +259,7 @@ def test_the_run_picker_lists_runs_newest_first_and_segments_with_the_picked_one
     newer = fake_run(runs, tiny_run, "2026-03-04/11-22-33", 0.875)
     (runs / "2026-05-06" / "unfinished" / ".hydra").mkdir(parents=True)  # no result.json: not listed
     cfg = compose_config("demo", f"runs={runs}")
-    check_settings(cfg)
+    check_entry(cfg)
     models = open_models(cfg)
     labels = [label for label, _ in models.choices()]
     assert [key for _, key in models.choices()] == [str(newer), str(older)]
@@ -295,7 +294,7 @@ def test_without_runs_or_with_a_bad_model_it_stops_before_serving(tmp_path, expo
     with pytest.raises(ModelFileError, match="Model file not found"):
         open_models(compose_config("demo", f"model_file={tmp_path / 'nope.onnx'}"))
     with pytest.raises(ConfigError, match="pass at most one model"):
-        check_settings(compose_config("demo", "ckpt_path=a.ckpt", f"model_file={exported['onnx']}"))
+        check_entry(compose_config("demo", "ckpt_path=a.ckpt", f"model_file={exported['onnx']}"))
 
 
 def test_a_port_in_use_is_a_one_line_error(exported, tmp_path):

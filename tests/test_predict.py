@@ -20,9 +20,8 @@ from seg.core.errors import SegError
 from seg.data.labels import CLASS_NAMES, PALETTE
 from seg.data.photos import load_photo
 from seg.predict import predict as predict_photos
-from seg.run.settings import check_settings
 
-from helpers import ROOT, compose_config, run_module
+from helpers import ROOT, check_entry, compose_config, run_module
 
 
 def smooth(h: int, w: int, seed: int) -> np.ndarray:
@@ -179,7 +178,7 @@ def run_in_process(*args: str) -> dict:
     """seg.predict's settings check and work without a subprocess (exit codes are checked by the runs
     above and below)."""
     cfg = compose_config("predict", *args)
-    check_settings(cfg)
+    check_entry(cfg)
     return predict_photos(cfg)
 
 

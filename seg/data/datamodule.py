@@ -5,10 +5,11 @@ resumed run exact, k-fold splits of train+val, and whole-photo evaluation batche
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from seg.core.errors import ConfigError, SegError
 from seg.core.files import atomic_write
+from seg.core.rules import ABSENT, Get, Settings, given, integer, is_int, is_number, number, switch
 from seg.data.archive import ARCHIVE_DIR, DEFAULT_SHA256, DEFAULT_URL, prepare_data
 from seg.data.dataset import MSRCReader, Reader, SegDataset
 from seg.data.folder import Catalogue, FolderReader, Layout, catalogue
@@ -35,6 +37,22 @@ class DataCheckError(SegError):
     """The data set has problems (named one per line): training on it would go wrong."""
 
 
+def _low_high(v: Any) -> str | None:
+    ok = isinstance(v, list) and len(v) == 2 and all(is_number(x) for x in v) and 0 < v[0] <= v[1]
+    return None if ok else "must be [low, high] with 0 < low <= high"
+
+
+def _crop_sizes(v: Any) -> str | None:
+    ok = v is None or (isinstance(v, list) and v and all(is_int(x) and x >= 32 for x in v))
+    return None if ok else "must be a list of integers >= 32 (one per epoch), or null"
+
+
+def _folds(get: Get, at: str) -> list[str]:
+    folds, fold = get("folds"), get("fold")
+    why = folds_problem(folds, 0 if fold is ABSENT else fold) if folds is not ABSENT else None
+    return [why] if why else []
+
+
 class SegDataModule(pl.LightningDataModule):
     """What every data set's datamodule shares; a subclass says where the items come from
     (:meth:`split_items`), how to read one (:attr:`reader`) and which classes there are (:attr:`label_set`).
@@ -48,6 +66,25 @@ class SegDataModule(pl.LightningDataModule):
     ``folds=K, fold=I``: train+val pooled and split into K stratified, seeded folds (``fold_seed``); fold I
     is the val split, the rest train; test never moves.
     """
+
+    # the rules of the keys this class reads (data.KEY), applied by the settings check before any work
+    SETTINGS: ClassVar[Settings] = Settings(
+        {
+            "batch_size": integer(1),
+            "crop_size": integer(32, null=True, why="the encoder downsamples by 32; null: whole photos"),
+            "num_workers": integer(0),
+            "augment": switch,
+            "augment_scale": _low_high,
+            "train_crop_sizes": _crop_sizes,
+            "normalize": switch,
+            "cache": switch,
+            "cache_max_gb": number(0, above=True),
+            "eval_crop_size": integer(32, null=True, why="null: whole photos"),
+            "eval_batch_size": integer(1, null=True),
+            "fold_seed": integer(),
+        },
+        checks=(_folds,),
+    )
 
     def __init__(
         self,
@@ -233,9 +270,16 @@ class SegDataModule(pl.LightningDataModule):
         self._resume = dict(state_dict)
 
 
+def _sha256(v: Any) -> str | None:
+    ok = v is None or re.fullmatch(r"[0-9a-fA-F]{64}", str(v))
+    return None if ok else "must be 64 hex digits, or null to accept any archive"
+
+
 class MSRCDataModule(SegDataModule):
     """MSRC-v2 train/val/test (276/59/56) under the course's CenterCrop(240) protocol: fetches the I2DL
     archive once (``url`` -> ``data_dir``, checked against ``sha256``) and serves its splits."""
+
+    SETTINGS: ClassVar[Settings] = SegDataModule.SETTINGS | Settings({"sha256": _sha256})
 
     def __init__(
         self, data_dir: str, url: str = DEFAULT_URL, sha256: str | None = DEFAULT_SHA256, **settings: Any
@@ -267,10 +311,37 @@ class MSRCDataModule(SegDataModule):
         return read_split(self.root / f"{split}.txt")
 
 
+def _names(v: Any) -> str | None:
+    ok = v is None or (isinstance(v, list) and v and all(isinstance(x, str) and x for x in v))
+    return None if ok else "must be a list of class names (index = class id), or null"
+
+
+def _fractions(v: Any) -> str | None:
+    ok = isinstance(v, list) and len(v) == 3 and all(is_number(x) and x >= 0 for x in v) and v[0] > 0 and v[1] > 0
+    return None if ok else "must be three shares [train, val, test] >= 0, train and val > 0, e.g. [0.8, 0.1, 0.1]"
+
+
+def _root(get: Get, at: str) -> list[str]:
+    if get("root") is ABSENT or given(get("root")):
+        return []
+    return [f"{at}root: pass the folder of your data set, e.g. python -m seg.train data=folder data.root=DIR"]
+
+
 class FolderDataModule(SegDataModule):
     """Any data set in folders (:mod:`seg.data.folder`: flat, Pascal VOC, or one folder pair per split), its
     classes from ``classes`` / ``classes.txt`` / the masks, checked before use (:mod:`seg.data.survey`,
     cached in ``cache_dir``): a problem stops the run with one line per problem."""
+
+    SETTINGS: ClassVar[Settings] = SegDataModule.SETTINGS | Settings(
+        {
+            "ignore_index": integer(),
+            "classes": _names,
+            "split_fractions": _fractions,
+            "split_seed": integer(),
+            "allow_unseen_classes": switch,
+        },
+        checks=(_root,),
+    )
 
     def __init__(
         self,

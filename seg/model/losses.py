@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from seg.core.rules import Settings, number
 from seg.data.labels import VOID
 
 
@@ -24,6 +27,9 @@ class SegLoss(nn.Module):
     to :meth:`set_class_counts`. The Dice term is 1 - mean Dice over the classes present in the batch
     (as segmentation_models_pytorch's multiclass DiceLoss), computed from the softmax.
     """
+
+    # the keys of model.loss this class reads, checked before any work
+    SETTINGS: ClassVar[Settings] = Settings({"class_weight_power": number(0), "dice_weight": number(0)})
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import pytorch_lightning as pl
 import torch
@@ -14,6 +14,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassJaccardIndex
 
 from seg.core.errors import ConfigError
+from seg.core.rules import Settings, number, switch
 from seg.data.labels import LabelSet
 from seg.model.inference import TTA, predict_logits
 from seg.model.losses import nearest_targets
@@ -39,6 +40,11 @@ class SegModule(pl.LightningModule):
     written before label sets travelled mean). The number of classes of the net and the loss and the
     ignore index of the loss and metrics follow it; it is stored, so it travels in every checkpoint.
     """
+
+    # the keys of the model group this class reads (model.loss and model.net: their classes' own)
+    SETTINGS: ClassVar[Settings] = Settings(
+        {"encoder_lr_mult": number(0, above=True), "low_res_loss": switch, "channels_last": switch, "compile": switch}
+    )
 
     def __init__(
         self,

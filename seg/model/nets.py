@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from seg.model.encoders import ENCODERS, encoder_spec
+from seg.core.rules import ABSENT, Get, Settings
+from seg.model.encoders import ENCODERS, encoder_problems, encoder_spec
 
 MOBILENET_V2_TENSORS = ENCODERS["mobilenet_v2"].tensors  # the default encoder's freeze_params range
 
@@ -58,6 +60,18 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def _encoder_keys(get: Get, at: str) -> list[str]:
+    """The encoder's name and freeze range, by the encoder table."""
+    return encoder_problems({k: v for k in ("encoder", "freeze_params") if (v := get(k)) is not ABSENT})
+
+
+def _three_skips(get: Get, at: str) -> list[str]:
+    channels = get("decoder_channels")
+    if channels in (None, ABSENT) or (isinstance(channels, list) and len(channels) == 3):
+        return []
+    return [f"{at}decoder_channels={channels}: the skip decoder needs 3 (stride 16, 8, 4)"]
+
+
 class EncoderDecoder(nn.Module):
     """Encoder blocks -> 1x1 projection of the stride-32 features -> :meth:`decode` -> 1x1 classifier -> input size.
 
@@ -68,6 +82,8 @@ class EncoderDecoder(nn.Module):
 
     SKIPS: tuple[int, ...] = ()
     DECODER_CHANNELS: tuple[int, ...] = ()
+    # model.net's keys, checked before any work
+    SETTINGS: ClassVar[Settings] = Settings(checks=(_encoder_keys,))
 
     def __init__(
         self,
@@ -148,6 +164,7 @@ class MobileNetSkipSeg(EncoderDecoder):
     """
 
     SKIPS = (16, 8, 4)  # output strides whose encoder features feed the decoder
+    SETTINGS: ClassVar[Settings] = EncoderDecoder.SETTINGS | Settings(checks=(_three_skips,))
     DECODER_CHANNELS = (128, 64, 48)  # the fusion conv after each skip
 
     def build_decoder(self, chans: list[int]) -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig
 
 from seg.core.errors import user_errors
+from seg.core.rules import Settings
 from seg.run.settings import check_settings
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the project's Hydra configs
@@ -19,10 +20,11 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # the project's Hydra c
 T = TypeVar("T")
 
 
-def run_job(cfg: DictConfig, job: Callable[[DictConfig], T]) -> T:
-    """``job(cfg)`` after the settings check, with user errors as one line and exit code 2."""
+def run_job(cfg: DictConfig, job: Callable[[DictConfig], T], settings: Settings | None = None) -> T:
+    """``job(cfg)`` after the settings check (the entry point's ``settings`` and those of every class the
+    config names), with user errors as one line and exit code 2."""
     with user_errors():
-        check_settings(cfg)
+        check_settings(cfg, settings)
         return job(cfg)
 
 

@@ -2,16 +2,19 @@
 at once (``logger=many``: a dict of them by name), W&B kept on this machine unless asked otherwise, and
 each closed at the end of a run, so that the next job of a multirun starts runs of its own.
 
-Lightning and the loggers' packages are imported only when loggers are built: :mod:`seg.run.settings`
-reads :func:`logger_configs` and :data:`PACKAGES` without them.
+Lightning and the loggers' packages are imported only when loggers are built: the settings check
+(:data:`SETTINGS`) runs without them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from seg.core.rules import ABSENT, Get, Settings, shown, switch
 
 if TYPE_CHECKING:
     from pytorch_lightning.loggers import Logger
@@ -19,6 +22,30 @@ if TYPE_CHECKING:
 # logger class (the last part of a _target_) -> (the package it needs, the extra that installs it)
 PACKAGES = {"MLFlowLogger": ("mlflow", "mlflow"), "WandbLogger": ("wandb", "wandb")}
 SQLITE = "sqlite:///"
+
+
+def _logger_problems(get: Get, at: str) -> list[str]:
+    """Each configured logger names its class, the package it needs is installed (an extra), and W&B's
+    ``offline`` is true or false (it stays offline unless this is false)."""
+    out = []
+    for name, logger in logger_configs(None if (group := get("")) is ABSENT else group).items():
+        key = "logger" if name == "logger" else f"logger.{name}"
+        if not isinstance(logger, Mapping) or not logger.get("_target_"):
+            out.append(f"{key}: names no logger class (_target_); choose one of conf/logger/, e.g. logger=csv")
+            continue
+        if "offline" in logger and (why := switch(logger["offline"])):
+            out.append(f"{key}.offline={shown(logger['offline'])}: {why}")
+        package, extra = PACKAGES.get(class_name(logger), (None, None))
+        if package and importlib.util.find_spec(package) is None:
+            out.append(
+                f"{key}: {class_name(logger)} needs the {package} package, which is not installed: "
+                f"pip install -e '.[{extra}]' (or choose another logger, e.g. logger=tensorboard)"
+            )
+    return out
+
+
+# the logger group's keys (logger=NAME, or logger=many's dict of them), checked before any work
+SETTINGS = Settings(checks=(_logger_problems,))
 
 
 def logger_configs(logger_cfg: Any) -> dict[str, Any]:

@@ -59,15 +59,13 @@ def test_folds_of_the_datamodule_partition_train_and_val_and_leave_test(data_dir
 
 def test_a_fold_outside_the_folds_is_refused(data_dir):
     """The datamodule refuses what the settings check refuses, in the same words (one rule, folds_problem)."""
-    from seg.run.settings import problems
-
-    from helpers import compose_config
+    from helpers import compose_config, entry_problems
 
     with pytest.raises(ValueError, match=re.escape("data.fold=3: must be in 0..2 (data.folds=3)")):
         MSRCDataModule(str(data_dir), url="unused", folds=3, fold=3)
     with pytest.raises(ValueError, match=re.escape("data.folds=1: must be an integer >= 2 or null")):
         MSRCDataModule(str(data_dir), url="unused", folds=1)
-    assert "data.fold=3: must be in 0..2 (data.folds=3)" in problems(
-        compose_config("train", "data.folds=3", "data.fold=3")
-    )
-    assert problems(compose_config("train", "data.folds=1"))[0].startswith("data.folds=1: must be an integer >= 2")
+    found = entry_problems(compose_config("train", "data.folds=3", "data.fold=3"))
+    assert "data.fold=3: must be in 0..2 (data.folds=3)" in found
+    found = entry_problems(compose_config("train", "data.folds=1"))
+    assert found[0].startswith("data.folds=1: must be an integer >= 2")

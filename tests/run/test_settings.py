@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from seg.core.errors import ConfigError
-from seg.run.settings import check_settings, problems, unwritable
+from seg.run.settings import unwritable
 
-from helpers import compose_config, run_module
+from helpers import check_entry, compose_config, entry_problems, run_module
 
 # (entry point, overrides, what the one line says): a bad value of each kind at every entry point
 BAD_VALUES = [
@@ -70,14 +70,14 @@ BAD_VALUES = [
     "entry, overrides, message", BAD_VALUES, ids=[f"{e}-{o[-1] if o else 'none'}" for e, o, _ in BAD_VALUES]
 )
 def test_a_bad_value_of_each_kind_is_named_at_every_entry_point(entry, overrides, message):
-    found = problems(compose_config(entry, *overrides))
+    found = entry_problems(compose_config(entry, *overrides))
     # data.eval_crop_size follows data.crop_size in data=msrc: a bad crop is named for both
     assert len(found) == (2 if overrides == ["data.crop_size=16"] else 1) and message in found[0], found
 
 
 def test_every_problem_is_named_once_in_one_line():
     with pytest.raises(ConfigError) as err:
-        check_settings(compose_config("predict", "input=y", "batch_size=0", "overlay_alpha=0.5", "max_side=9"))
+        check_entry(compose_config("predict", "input=y", "batch_size=0", "overlay_alpha=0.5", "max_side=9"))
     message = str(err.value)
     assert "\n" not in message and message.count("batch_size=0") == 1
     # the valid values are not in the complaint
@@ -86,16 +86,16 @@ def test_every_problem_is_named_once_in_one_line():
 
 def test_the_shipped_configs_pass_the_checks():
     for overrides in ([], ["experiment=reference"], ["experiment=seed"], ["experiment=best"], ["experiment=fast"]):
-        check_settings(compose_config("train", *overrides))
-    check_settings(compose_config("train", "trainer=ddp"))
+        check_entry(compose_config("train", *overrides))
+    check_entry(compose_config("train", "trainer=ddp"))
     for logger in ("csv", "mlflow", "wandb", "many", "null"):  # the extras of every logger are installed here
-        check_settings(compose_config("train", f"logger={logger}" if logger != "null" else "~logger"))
+        check_entry(compose_config("train", f"logger={logger}" if logger != "null" else "~logger"))
     # native-size evaluation, as documented in conf/eval.yaml
-    check_settings(compose_config("eval", "ckpt_path=x", "split=val", "data.crop_size=null", "data.batch_size=1"))
-    check_settings(compose_config("predict", "ckpt_path=x", "input=y", "tta=[0.75,1.0]"))
-    check_settings(compose_config("export", "ckpt_path=x", "format=torchscript", "verify_split=null"))
-    check_settings(compose_config("demo"))
-    check_settings(compose_config("demo", "model_file=x", "port=null", "tta=[0.75,1.0]"))
+    check_entry(compose_config("eval", "ckpt_path=x", "split=val", "data.crop_size=null", "data.batch_size=1"))
+    check_entry(compose_config("predict", "ckpt_path=x", "input=y", "tta=[0.75,1.0]"))
+    check_entry(compose_config("export", "ckpt_path=x", "format=torchscript", "verify_split=null"))
+    check_entry(compose_config("demo"))
+    check_entry(compose_config("demo", "model_file=x", "port=null", "tta=[0.75,1.0]"))
 
 
 @pytest.mark.parametrize(
@@ -179,9 +179,9 @@ def test_read_only_output_or_data_folder_stops_before_training(read_only_dir, tr
 
 
 def test_read_only_predict_and_export_outputs_are_refused_before_any_work(read_only_dir):
-    found = problems(compose_config("predict", "ckpt_path=x", "input=y", f"output={read_only_dir / 'masks'}"))
+    found = entry_problems(compose_config("predict", "ckpt_path=x", "input=y", f"output={read_only_dir / 'masks'}"))
     assert len(found) == 1 and f"output={read_only_dir / 'masks'}: cannot be written" in found[0], found
-    found = problems(compose_config("export", "ckpt_path=x", f"output={read_only_dir / 'model.onnx'}"))
+    found = entry_problems(compose_config("export", "ckpt_path=x", f"output={read_only_dir / 'model.onnx'}"))
     assert len(found) == 1 and "its folder cannot be written" in found[0], found
 
 
@@ -190,9 +190,9 @@ def test_a_logger_whose_package_is_missing_names_the_extra_to_install(monkeypatc
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
-    found = problems(compose_config("train", "logger=many"))
+    found = entry_problems(compose_config("train", "logger=many"))
     assert found == [
         "logger.mlflow: MLFlowLogger needs the mlflow package, which is not installed: pip install -e '.[mlflow]' "
         "(or choose another logger, e.g. logger=tensorboard)"
     ]
-    assert problems(compose_config("train", "logger=many", "logger.mlflow=null")) == []
+    assert entry_problems(compose_config("train", "logger=many", "logger.mlflow=null")) == []
