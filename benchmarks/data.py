@@ -31,8 +31,10 @@ import torch
 from benchmarks import ROOT, default_out, machine, now, write_report
 from benchmarks.msrc_folders import write_folder
 from seg.data.archive import DEFAULT_SHA256, DEFAULT_URL, prepare_data
-from seg.data.datamodule import FolderDataModule, MSRCDataModule, SegDataModule
+from seg.data.datamodule import SegDataModule
 from seg.data.dataset import decode
+from seg.data.folder_data import FolderDataModule
+from seg.data.msrc_data import MSRCDataModule
 
 
 def epoch_ms_per_image(loader) -> float:

@@ -44,7 +44,7 @@ def class_chart(found: Survey) -> Figure:
 
 def check(cfg: DictConfig) -> Survey:
     """Survey ``cfg.data``, print and write the report; problems raise after the report is written."""
-    found = build_datamodule(cfg).survey
+    found = build_datamodule(cfg).survey()
     out = Path(cfg.paths.output_dir)
     text = report(found)
     atomic_write(out / "check.md", "```\n" + text + "\n```\n")

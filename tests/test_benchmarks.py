@@ -97,14 +97,14 @@ def test_data_benchmark_reports_cache_and_no_cache(tmp_path, archive_url, archiv
 def test_large_photos_are_a_folder_data_set_of_their_size(tmp_path):
     from benchmarks.large_photos import CLASSES, write_photos
     from seg.core.errors import SegError
-    from seg.data.datamodule import FolderDataModule
+    from seg.data.folder_data import FolderDataModule
 
     root = write_photos(tmp_path / "large", size=(300, 140), count=16)
     dm = FolderDataModule(str(root), crop_size=64, cache_dir=str(tmp_path / "checks"))
     dm.prepare_data()  # no problems: the check accepts it as it is
-    assert dm.label_set.names == CLASSES and dm.label_set.ignore_index == 255
+    assert dm.label_set().names == CLASSES and dm.label_set().ignore_index == 255
     assert {s: len(dm.split_dataset(s)) for s in ("train", "val", "test")} == {"train": 10, "val": 3, "test": 3}
-    assert dm.survey.splits["val"].sizes == {"300x140": 3}
+    assert dm.survey().splits["val"].sizes == {"300x140": 3}
     with pytest.raises(SegError, match="large: exists and is not empty"):
         write_photos(root, size=(300, 140), count=16)
     with pytest.raises(SegError, match="--count 2: at least 3 photos"):

@@ -94,7 +94,7 @@ def test_main_returns_the_best_value_of_optimized_metric(train_overrides, tmp_pa
 
 def test_class_weighted_loss_gets_the_training_split_counts(train_overrides, tmp_path, monkeypatch, data_dir):
     """seg.train hands the datamodule's class pixel counts to the loss (without them the loss raises)."""
-    from seg.data.datamodule import MSRCDataModule
+    from seg.data.msrc_data import MSRCDataModule
 
     seen = []
     original = SegLoss.set_class_counts
@@ -168,7 +168,7 @@ def test_ddp_on_two_cpu_processes_as_typed_rank_zero_writes_and_val_acc_is_synce
 
     import pytorch_lightning as pl
 
-    from seg.data.datamodule import MSRCDataModule
+    from seg.data.msrc_data import MSRCDataModule
     from seg.model.module import SegModule
     from seg.run.hardware import auto_precision
 

@@ -1,13 +1,12 @@
-"""The LightningDataModules: MSRC-v2 from the I2DL archive (the course protocol, CenterCrop 240), and any
-data set in folders. Both share :class:`SegDataModule`: presets, batches, the epoch sampler that makes a
-resumed run exact, k-fold splits of train+val, and whole-photo evaluation batches."""
+"""What every data source's LightningDataModule shares, :class:`SegDataModule`: presets, batches, the epoch
+sampler that makes a resumed run exact, k-fold splits of train+val, whole-photo evaluation batches and
+the rules of the data group's keys. The sources, one file each: :mod:`seg.data.msrc_data` (the I2DL
+archive) and :mod:`seg.data.folder_data` (any data set in folders)."""
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,14 +17,12 @@ from torch.utils.data import DataLoader
 
 from seg.core.errors import ConfigError, SegError
 from seg.core.files import atomic_write
-from seg.core.rules import ABSENT, Get, Settings, given, integer, is_int, is_number, number, switch
-from seg.data.archive import ARCHIVE_DIR, DEFAULT_SHA256, DEFAULT_URL, prepare_data
-from seg.data.dataset import MSRCReader, Reader, SegDataset
-from seg.data.folder import Catalogue, FolderReader, Layout, catalogue
-from seg.data.labels import MSRC, LabelSet
+from seg.core.rules import ABSENT, Get, Settings, integer, is_int, is_number, number, switch
+from seg.data.dataset import Reader, SegDataset
+from seg.data.labels import LabelSet
 from seg.data.sampling import EpochSampler
-from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_of, folds_problem, read_split
-from seg.data.survey import Read, Survey, report, survey, tally
+from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_of, folds_problem
+from seg.data.survey import Read, Survey, tally
 from seg.data.transforms import EvalPreset, TrainPreset, pad_collate
 
 log = logging.getLogger(__name__)
@@ -55,7 +52,7 @@ def _folds(get: Get, at: str) -> list[str]:
 
 class SegDataModule(pl.LightningDataModule):
     """What every data set's datamodule shares; a subclass says where the items come from
-    (:meth:`split_items`), how to read one (:attr:`reader`) and which classes there are (:attr:`label_set`).
+    (:meth:`split_items`), how to read one (:attr:`reader`) and which classes there are (:meth:`label_set`).
 
     ``augment`` applies :class:`~seg.data.transforms.TrainPreset` (random scaled ``crop_size`` crops) to the
     training split only; val and test get :class:`~seg.data.transforms.EvalPreset`: a centre crop of
@@ -122,8 +119,9 @@ class SegDataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------ what a data set provides ----
 
-    @property
     def label_set(self) -> LabelSet:
+        """The data set's classes (names, colours, ignore index); a folder data set's come from reading
+        every mask once (the survey), hence a call."""
         raise NotImplementedError
 
     @property
@@ -170,9 +168,8 @@ class SegDataModule(pl.LightningDataModule):
     def classes_of(self, items: Mapping[str, Hashable]) -> dict[str, list[int]]:
         """The classes each item shows (by name): read from the decoded masks."""
         dataset = SegDataset(list(items.values()), self.reader, cache=self.cached)
-        return dataset.classes_of(self.label_set.num_classes)
+        return dataset.classes_of(self.label_set().num_classes)
 
-    @property
     def survey(self) -> Survey:
         """Every split's pairs, sizes and class statistics, from the decoded data: what ``python -m
         seg.check`` prints (a folder data set also checks its files: :class:`FolderDataModule`)."""
@@ -182,7 +179,7 @@ class SegDataModule(pl.LightningDataModule):
             data = SegDataset(self.items(split), self.reader, cache=self.cached)
             masks = (data.raw(i)[1].astype("int64") for i in range(len(data)))
             reads[split] = [Read(n, ids, self.mask_mode, n) for n, ids in zip(data.names, masks)]
-        return tally(reads, self.label_set, True, [], self.how)
+        return tally(reads, self.label_set(), True, [], self.how)
 
     mask_mode = "decoded"  # how the masks are stored, for the survey
     how = "the data set's own split"
@@ -200,7 +197,7 @@ class SegDataModule(pl.LightningDataModule):
 
     def transform(self, split: str) -> TrainPreset | EvalPreset:
         """The preset of a split: augmentation for training only, when asked for."""
-        hp, ignore = self.hparams, self.label_set.ignore_index
+        hp, ignore = self.hparams, self.label_set().ignore_index
         if hp.augment and split == "train":
             return TrainPreset(hp.crop_size, hp.normalize, hp.augment_scale, hp.augment_jitter, ignore)
         crop = hp.crop_size if split == "train" else hp.eval_crop_size
@@ -221,7 +218,7 @@ class SegDataModule(pl.LightningDataModule):
 
     def class_pixel_counts(self, split: str = "train") -> torch.Tensor:
         """Pixels per class over the split's full masks (for class-weighted losses); ignored pixels do not count."""
-        counts = self.split_dataset(split).class_pixel_counts(self.label_set.num_classes)
+        counts = self.split_dataset(split).class_pixel_counts(self.label_set().num_classes)
         return torch.as_tensor(counts, dtype=torch.int64)
 
     def dataloader(self, split: str, sampler: EpochSampler | None = None) -> DataLoader:
@@ -235,7 +232,7 @@ class SegDataModule(pl.LightningDataModule):
             num_workers=hp.num_workers,
             pin_memory=hp.pin_memory,
             persistent_workers=hp.num_workers > 0,
-            collate_fn=pad_collate(self.label_set.ignore_index) if whole else None,
+            collate_fn=pad_collate(self.label_set().ignore_index) if whole else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -268,151 +265,3 @@ class SegDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume = dict(state_dict)
-
-
-def _sha256(v: Any) -> str | None:
-    ok = v is None or re.fullmatch(r"[0-9a-fA-F]{64}", str(v))
-    return None if ok else "must be 64 hex digits, or null to accept any archive"
-
-
-class MSRCDataModule(SegDataModule):
-    """MSRC-v2 train/val/test (276/59/56) under the course's CenterCrop(240) protocol: fetches the I2DL
-    archive once (``url`` -> ``data_dir``, checked against ``sha256``) and serves its splits."""
-
-    SETTINGS: ClassVar[Settings] = SegDataModule.SETTINGS | Settings({"sha256": _sha256})
-
-    def __init__(
-        self, data_dir: str, url: str = DEFAULT_URL, sha256: str | None = DEFAULT_SHA256, **settings: Any
-    ) -> None:
-        """``settings``: :class:`SegDataModule`'s; val and test are scored on the centre crop of ``crop_size``
-        (the course protocol) unless ``eval_crop_size`` is given."""
-        super().__init__(**{"eval_crop_size": SAME_AS_TRAINING, **settings})
-
-    mask_mode = "RGB"  # colour-coded BMP targets, decoded by the MSRC table
-    how = "the I2DL archive's train.txt / val.txt / test.txt"
-
-    @property
-    def label_set(self) -> LabelSet:
-        """MSRC-v2's 23 classes, void (-1) ignored."""
-        return MSRC
-
-    @property
-    def root(self) -> Path:
-        return Path(self.hparams.data_dir) / ARCHIVE_DIR
-
-    @property
-    def reader(self) -> Reader:
-        return MSRCReader(self.root.resolve())
-
-    def prepare_data(self) -> None:
-        prepare_data(self.hparams.url, self.hparams.data_dir, self.hparams.sha256)
-
-    def split_items(self, split: str) -> list[str]:
-        return read_split(self.root / f"{split}.txt")
-
-
-def _names(v: Any) -> str | None:
-    ok = v is None or (isinstance(v, list) and v and all(isinstance(x, str) and x for x in v))
-    return None if ok else "must be a list of class names (index = class id), or null"
-
-
-def _fractions(v: Any) -> str | None:
-    ok = isinstance(v, list) and len(v) == 3 and all(is_number(x) and x >= 0 for x in v) and v[0] > 0 and v[1] > 0
-    return None if ok else "must be three shares [train, val, test] >= 0, train and val > 0, e.g. [0.8, 0.1, 0.1]"
-
-
-def _root(get: Get, at: str) -> list[str]:
-    if get("root") is ABSENT or given(get("root")):
-        return []
-    return [f"{at}root: pass the folder of your data set, e.g. python -m seg.train data=folder data.root=DIR"]
-
-
-class FolderDataModule(SegDataModule):
-    """Any data set in folders (:mod:`seg.data.folder`: flat, Pascal VOC, or one folder pair per split), its
-    classes from ``classes`` / ``classes.txt`` / the masks, checked before use (:mod:`seg.data.survey`,
-    cached in ``cache_dir``): a problem stops the run with one line per problem."""
-
-    SETTINGS: ClassVar[Settings] = SegDataModule.SETTINGS | Settings(
-        {
-            "ignore_index": integer(),
-            "classes": _names,
-            "split_fractions": _fractions,
-            "split_seed": integer(),
-            "allow_unseen_classes": switch,
-        },
-        checks=(_root,),
-    )
-
-    def __init__(
-        self,
-        root: str,
-        classes: Sequence[str] | None = None,
-        ignore_index: int = 255,
-        allow_unseen_classes: bool = False,
-        cache_dir: str | None = None,
-        **settings: Any,
-    ) -> None:
-        """``settings``: the layout (:class:`seg.data.folder.Layout`: images, masks, mask_suffix, splits_dir,
-        split_fractions, split_seed, train/val/test) and :class:`SegDataModule`'s; training augments by
-        default, and val and test score whole photos, one per batch, unless ``eval_crop_size`` /
-        ``eval_batch_size`` say otherwise."""
-        self.layout = Layout.of(settings)
-        super().__init__(**{"augment": True, "eval_batch_size": 1, **settings})
-        self.hparams.update({f.name: getattr(self.layout, f.name) for f in fields(Layout)})
-        self.hparams.classes = [str(c) for c in classes] if classes else None
-        self._catalogue: Catalogue | None = None
-        self._survey: Survey | None = None
-
-    @property
-    def catalogue(self) -> Catalogue:
-        """The items of each split as the layout settings find them (looked up once)."""
-        if self._catalogue is None:
-            self._catalogue = catalogue(self.hparams.root, self.layout)
-        return self._catalogue
-
-    @property
-    def survey(self) -> Survey:
-        """The data set's survey (read once, cached on disk): every split's statistics and problems."""
-        if self._survey is None:
-            hp = self.hparams
-            args = (hp.root, hp.classes, hp.ignore_index, hp.allow_unseen_classes, hp.cache_dir)
-            self._survey = survey(self.catalogue, *args)
-        return self._survey
-
-    @property
-    def label_set(self) -> LabelSet:
-        return self.survey.label_set
-
-    @property
-    def reader(self) -> Reader:
-        return FolderReader(self.label_set)
-
-    def prepare_data(self) -> None:
-        """Check the data set before any work: a problem is an error naming its file."""
-        found = self.survey
-        for note in found.notes:
-            log.warning(note)
-        if found.problems:
-            lines = "\n".join(found.problems[:50])
-            if len(found.problems) > 50:
-                lines += f"\n... and {len(found.problems) - 50} more"
-            raise DataCheckError(
-                f"{len(found.problems)} problems in the data set at {self.hparams.root} "
-                f"(python -m seg.check shows them all with the class table):\n{lines}"
-            )
-
-    def split_items(self, split: str) -> list[Hashable]:
-        return list(self.catalogue.splits[split])
-
-    def decoded_bytes(self) -> int:
-        """RGB photos and masks of every split at their own size (the survey knows the sizes): 4 bytes a pixel."""
-        sizes = ([*size.split("x"), n] for st in self.survey.splits.values() for size, n in st.sizes.items())
-        return sum(4 * int(w) * int(h) * n for w, h, n in sizes)
-
-    def classes_of(self, items: Mapping[str, Hashable]) -> dict[str, list[int]]:
-        known = self.survey.classes_of
-        return {n: known[n] for n in items} if all(n in known for n in items) else super().classes_of(items)
-
-    def summary(self) -> str:
-        """The survey as text (what python -m seg.check prints)."""
-        return report(self.survey)

@@ -1,5 +1,5 @@
 """A data set in folders, in the layouts users have: images and masks paired by file stem, split lists or
-a seeded split, and its classes. Files only (NumPy + Pillow); the torch side is :mod:`seg.data.datamodule`.
+a seeded split, and its classes. Files only (NumPy + Pillow); the torch side is :mod:`seg.data.folder_data`.
 
 - **flat**: ``ROOT/<images>/*`` + ``ROOT/<masks>/*`` (``data.images`` / ``data.masks``, default ``images``
   / ``masks``), a mask named ``<stem><mask_suffix>.<ext>`` (``data.mask_suffix``: ``_GT``, ``_mask``,

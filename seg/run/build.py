@@ -60,7 +60,7 @@ def build(
     data set is fetched and checked first: a bad data set stops the run before anything else is built."""
     datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
-    return datamodule, build_module(cfg, datamodule.label_set), build_trainer(cfg, purge_step)
+    return datamodule, build_module(cfg, datamodule.label_set()), build_trainer(cfg, purge_step)
 
 
 def hparams_for_table(cfg: DictConfig) -> dict:

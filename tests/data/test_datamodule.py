@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from seg.data.archive import ARCHIVE_DIR
-from seg.data.datamodule import MSRCDataModule
 from seg.data.dataset import MSRCDataset
+from seg.data.msrc_data import MSRCDataModule
 from seg.data.transforms import EvalPreset, TrainPreset, center_crop
 
 from helpers import CROP, SPLIT_COUNTS

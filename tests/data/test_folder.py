@@ -13,9 +13,11 @@ from PIL import Image
 from benchmarks.msrc_folders import LAYOUTS, MASKS, write_folder
 from seg.core.errors import ConfigError, SegError
 from seg.data.archive import ARCHIVE_DIR
-from seg.data.datamodule import DataCheckError, FolderDataModule, MSRCDataModule
+from seg.data.datamodule import DataCheckError
 from seg.data.folder import Layout, catalogue, label_set, read_classes
+from seg.data.folder_data import FolderDataModule
 from seg.data.labels import MSRC, default_palette
+from seg.data.msrc_data import MSRCDataModule
 from seg.data.splits import SPLITS
 
 from helpers import CROP, write_folder_dataset
@@ -38,14 +40,14 @@ def test_every_layout_and_mask_kind_reads_what_the_archive_holds(layout, masks, 
     root = write_folder(data_dir / ARCHIVE_DIR, tmp_path / "folder", layout, masks)
     dm = folder_module(root, tmp_path, allow_unseen_classes=True, **layout_kwargs(layout))
     dm.prepare_data()  # no problems
-    assert dm.label_set.names == MSRC.names and (dm.label_set.palette == MSRC.palette).all()
+    assert dm.label_set().names == MSRC.names and (dm.label_set().palette == MSRC.palette).all()
     msrc = MSRCDataModule(str(data_dir), url="unused", crop_size=CROP)
     for split in SPLITS:
         assert dm.class_pixel_counts(split).tolist() == msrc.class_pixel_counts(split).tolist(), split
         if layout != "per_split":  # the archive's lists and their order
             assert dm.split_dataset(split).names == msrc.split_dataset(split).names
     mode = {"index": "L", "index16": "I;16", "palette": "P", "rgb": "RGB"}[masks]
-    assert set(dm.survey.splits["train"].mask_modes) == {mode}
+    assert set(dm.survey().splits["train"].mask_modes) == {mode}
 
 
 def test_the_folder_form_has_the_folds_of_the_archive(data_dir, tmp_path):
@@ -106,7 +108,7 @@ def test_a_pool_without_lists_is_split_by_seed_and_written_into_the_run(tmp_path
     dm = folder_module(root, tmp_path, split_fractions=[0.6, 0.2, 0.2])
     dm.prepare_data()
     sizes = {s: len(dm.split_items(s)) for s in SPLITS}
-    assert sizes == {"train": 6, "val": 2, "test": 2} and "seeded split" in dm.survey.how
+    assert sizes == {"train": 6, "val": 2, "test": 2} and "seeded split" in dm.survey().how
     again = folder_module(root, tmp_path, split_fractions=[0.6, 0.2, 0.2])
     assert [i.name for i in again.split_items("val")] == [i.name for i in dm.split_items("val")]
     other = folder_module(root, tmp_path, split_fractions=[0.6, 0.2, 0.2], split_seed=1)
@@ -131,16 +133,16 @@ def test_a_mask_suffix_pairs_masks_with_their_photos(tmp_path):
 
 def test_classes_come_from_the_settings_a_classes_file_or_the_masks(tmp_path):
     root = write_folder_dataset(tmp_path / "own", per_split={"train": 4, "val": 2, "test": 2})
-    found = folder_module(root, tmp_path).label_set  # no names anywhere: found in the masks
+    found = folder_module(root, tmp_path).label_set()  # no names anywhere: found in the masks
     assert found.names == ("class_0", "class_1", "class_2") and found.ignore_index == 255
     assert (found.palette == default_palette(3)).all()
     # a palette PNG's own colours are the default for pictures
     palette = np.array([[9, 9, 9], [8, 8, 8], [7, 7, 7]], np.uint8)
     assert label_set(root, None, 255, [0, 1, 2], palette).palette.tolist() == palette.tolist()
-    named = folder_module(root, tmp_path, classes=["sky", "road", "car"]).label_set
+    named = folder_module(root, tmp_path, classes=["sky", "road", "car"]).label_set()
     assert named.names == ("sky", "road", "car")
     (root / "classes.txt").write_text("# my classes\nsky 10 20 30\nroad\n\ncar 1 2 3\nvoid 0 0 0\n")
-    table = folder_module(root, tmp_path).label_set
+    table = folder_module(root, tmp_path).label_set()
     assert table.names == ("sky", "road", "car") and table.ignore_colours == ((0, 0, 0),)
     assert table.palette.tolist() == [[10, 20, 30], default_palette(3)[1].tolist(), [1, 2, 3]]
     (root / "classes.txt").write_text("\n# nothing\n")
@@ -214,7 +216,7 @@ def test_colour_masks_need_a_table_and_unknown_colours_are_named(tmp_path):
     shutil.copyfile(root / "images" / "photo_000.png", root / "images" / "photo_001.png")
     dm = folder_module(root, tmp_path)
     dm.prepare_data()
-    assert dm.class_pixel_counts("train").sum() > 0 and dm.label_set.names == ("sky", "road", "car")
+    assert dm.class_pixel_counts("train").sum() > 0 and dm.label_set().names == ("sky", "road", "car")
 
 
 def test_an_empty_split_and_a_class_never_in_train_are_problems(tmp_path):
@@ -229,7 +231,7 @@ def test_a_class_never_in_train_is_a_note_when_allowed(tmp_path):
     root = write_folder_dataset(tmp_path / "own", per_split={"train": 3, "val": 1, "test": 1})
     dm = folder_module(root, tmp_path, classes=["sky", "road", "car", "boat"], allow_unseen_classes=True)
     dm.prepare_data()  # no problem
-    unseen = [n for n in dm.survey.notes if "never occur in the train split: boat" in n]
+    unseen = [n for n in dm.survey().notes if "never occur in the train split: boat" in n]
     assert unseen and unseen[0].endswith("cannot learn them; trained anyway, as data.allow_unseen_classes=true)")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from seg.data.datamodule import MSRCDataModule
+from seg.data.msrc_data import MSRCDataModule
 from seg.data.sampling import EpochSampler
 
 from helpers import CROP

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from seg.data.datamodule import MSRCDataModule
+from seg.data.msrc_data import MSRCDataModule
 from seg.data.splits import SPLITS, fold_of, read_split, seeded_split
 
 from helpers import CROP, SPLIT_COUNTS
