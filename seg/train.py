@@ -16,14 +16,14 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from seg.callbacks.loggers import SETTINGS as LOGGERS
+from seg.callbacks.loggers import close_loggers, log_config, log_run_end
 from seg.callbacks.stops import GracefulStop
 from seg.core.rules import Get, Settings, given, integer, is_int, is_number, number, one_of, shown, switch
 from seg.model.checkpoint import check_weights_fit, read_checkpoint
 from seg.model.inference import tta_problem
 from seg.run.build import build, hparams_for_table
 from seg.run.entry import hydra_main, run_job
-from seg.run.loggers import SETTINGS as LOGGERS
-from seg.run.loggers import close_loggers, log_run_end
 from seg.run.results import write_result
 from seg.run.resume import resume_args, run_dir_of
 from seg.run.settings import tta_value
@@ -73,8 +73,7 @@ def fit_and_test(
         check_weights_fit(ckpt, model, ckpt_path)  # another net's checkpoint: one line, before any training
     if getattr(model.criterion, "needs_class_counts", False):  # class-weighted loss
         model.criterion.set_class_counts(datamodule.class_pixel_counts("train"))
-    for lg in trainer.loggers:
-        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log_config(trainer.loggers, OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:  # the items of every split (a seeded split, folds): what this run used
         datamodule.write_splits(Path(cfg.paths.output_dir) / "splits")
 

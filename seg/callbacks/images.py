@@ -1,5 +1,5 @@
-"""The pictures of a training run, each drawn once and handed to every logger that takes images:
-TensorBoard (IMAGES tab), MLflow (run artifacts) and W&B (media); the CSV logger gets none."""
+"""The pictures of a training run, each drawn once and handed to every logger that takes images
+(:func:`seg.callbacks.loggers.log_picture` knows which do, and how)."""
 
 from __future__ import annotations
 
@@ -11,30 +11,12 @@ import torch
 import torch.nn.functional as nnf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure  # figures without pyplot: rendered off-screen
-from pytorch_lightning.loggers import Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid
 
+from seg.callbacks.loggers import image_loggers, log_picture
 from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD
 from seg.deploy.pictures import classes_shown, colorize, with_legend
 from seg.model.metrics import class_iou
-
-IMAGE_LOGGERS = (TensorBoardLogger, MLFlowLogger, WandbLogger)
-
-
-def image_loggers(trainer: pl.Trainer) -> list[Logger]:
-    """The trainer's loggers that take pictures."""
-    return [lg for lg in trainer.loggers if isinstance(lg, IMAGE_LOGGERS)]
-
-
-def log_picture(loggers: Sequence[Logger], tag: str, picture: np.ndarray, step: int) -> None:
-    """Hand one HxWx3 uint8 picture to each logger in its own way, under ``tag`` at ``step``."""
-    for lg in loggers:
-        if isinstance(lg, TensorBoardLogger):
-            lg.experiment.add_image(tag, picture, step, dataformats="HWC")
-        elif isinstance(lg, MLFlowLogger):  # an artifact of the run: <tag>/step_NNNNNN.png
-            lg.experiment.log_image(lg.run_id, picture, artifact_file=f"{tag}/step_{step:06d}.png")
-        elif isinstance(lg, WandbLogger):
-            lg.log_image(tag, [picture], step=step)
 
 
 def figure_picture(fig: Figure) -> np.ndarray:

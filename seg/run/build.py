@@ -11,9 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import LearningRateMonitor
 
+from seg.callbacks.loggers import build_loggers
 from seg.data.labels import LabelSet
 from seg.run.hardware import auto_precision, runs_on_cuda
-from seg.run.loggers import build_loggers
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def build_module(cfg: DictConfig, labels: LabelSet | None = None) -> pl.Lightnin
 
 
 def build_trainer(cfg: DictConfig, purge_step: int | None = None) -> pl.Trainer:
-    """``cfg.trainer`` with every configured callback and logger (:func:`seg.run.loggers.build_loggers`;
+    """``cfg.trainer`` with every configured callback and logger (:func:`seg.callbacks.loggers.build_loggers`;
     ``purge_step``: a run continued in its own folder).
 
     ``trainer.precision=auto`` becomes bf16-mixed where the hardware has native bfloat16, else 32-true

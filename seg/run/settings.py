@@ -1,6 +1,6 @@
 """The one settings check of every entry point, before any work: each piece of code declares the keys it
 reads beside itself (:class:`seg.core.rules.Settings`: an entry point's in its module, a datamodule's, a
-net's or a loss's on its class, the loggers' in :mod:`seg.run.loggers`), and :func:`check_settings` applies
+net's or a loss's on its class, the loggers' in :mod:`seg.callbacks.loggers`), and :func:`check_settings` applies
 the entry point's and those of every ``seg`` class the composed config names (``_target_``), then raises
 one :class:`~seg.core.errors.ConfigError` that names each bad key with its value and what is allowed: one
 line, exit code 2. The run and data folders are checked by the Hydra callback :class:`WritableFolders`,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from seg.callbacks.loggers import build_loggers, logger_configs
 from seg.run.build import build_trainer
-from seg.run.loggers import build_loggers, logger_configs
 from seg.train import train
 
 from helpers import compose_config, read_csv, tiny_overrides

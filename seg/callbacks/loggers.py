@@ -1,8 +1,11 @@
-"""The loggers of ``logger=...``: one (``conf/logger/<name>.yaml`` with its ``_target_`` on top) or several
-at once (``logger=many``: a dict of them by name), W&B kept on this machine unless asked otherwise, and
-each closed at the end of a run, so that the next job of a multirun starts runs of its own.
+"""Everything the project knows about loggers, in one place: the loggers of ``logger=...`` (one,
+``conf/logger/<name>.yaml`` with its ``_target_`` on top, or several at once, ``logger=many``: a dict of
+them by name), the package each needs and their settings, what each takes (scalars and hyperparameters:
+every logger; pictures: TensorBoard, MLflow and W&B, each in its own way; the final numbers beside the
+hyperparameters: TensorBoard's HPARAMS tab), W&B kept on this machine unless asked otherwise, and each
+closed at the end of a run, so that the next job of a multirun starts runs of its own.
 
-Lightning and the loggers' packages are imported only when loggers are built: the settings check
+Lightning and the loggers' packages are imported only when loggers are used: the settings check
 (:data:`SETTINGS`) runs without them.
 """
 
@@ -17,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from seg.core.rules import ABSENT, Get, Settings, shown, switch
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pytorch_lightning as pl
     from pytorch_lightning.loggers import Logger
 
 # logger class (the last part of a _target_) -> (the package it needs, the extra that installs it)
@@ -107,6 +112,33 @@ def continue_csv(logger: Logger, purge_step: int) -> None:
         warnings.filterwarnings("ignore", message="Experiment logs directory")
         writer = logger.experiment
     writer.metrics[:0] = kept  # written back, before the new rows, at the writer's first save
+
+
+def image_loggers(trainer: pl.Trainer) -> list[Logger]:
+    """The trainer's loggers that take pictures: TensorBoard (IMAGES tab), MLflow (run artifacts) and W&B
+    (media); the CSV logger takes none."""
+    from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    return [lg for lg in trainer.loggers if isinstance(lg, (TensorBoardLogger, MLFlowLogger, WandbLogger))]
+
+
+def log_picture(loggers: Sequence[Logger], tag: str, picture: np.ndarray, step: int) -> None:
+    """Hand one HxWx3 uint8 picture to each logger in its own way, under ``tag`` at ``step``."""
+    from pytorch_lightning.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+
+    for lg in loggers:
+        if isinstance(lg, TensorBoardLogger):
+            lg.experiment.add_image(tag, picture, step, dataformats="HWC")
+        elif isinstance(lg, MLFlowLogger):  # an artifact of the run: <tag>/step_NNNNNN.png
+            lg.experiment.log_image(lg.run_id, picture, artifact_file=f"{tag}/step_{step:06d}.png")
+        elif isinstance(lg, WandbLogger):
+            lg.log_image(tag, [picture], step=step)
+
+
+def log_config(loggers: Sequence[Logger], config: dict) -> None:
+    """The run's whole config as every logger's hyperparameters."""
+    for lg in loggers:
+        lg.log_hyperparams(config)
 
 
 def log_run_end(loggers: Sequence[Logger], table: dict, final: dict[str, float], step: int) -> None:
