@@ -35,10 +35,10 @@ class ExportError(SegError, RuntimeError):
     """The exported model does not reproduce PyTorch's predictions."""
 
 
-def check(cfg: DictConfig, model_file: Path) -> dict[str, Any]:
-    """Parity of ``model_file`` with the checkpoint's PyTorch model on ``cfg.verify_split`` at native size."""
+def check(cfg: DictConfig, model_file: Path, reference: Segmenter) -> dict[str, Any]:
+    """Parity of ``model_file`` with the checkpoint's PyTorch model (``reference``) on ``cfg.verify_split``
+    at native size."""
     dataset = build_datamodule(cfg).split_dataset(cfg.verify_split)
-    reference = Segmenter.from_checkpoint(cfg.ckpt_path, max_side=None)
     candidate = Segmenter.load(model_file, max_side=None)
     limit = len(dataset) if cfg.get("verify_photos") is None else min(cfg.verify_photos, len(dataset))
     photos = (dataset.raw(i)[0] for i in range(limit))
@@ -64,7 +64,9 @@ def export(cfg: DictConfig) -> dict[str, Any]:
             "metadata": {k: json.loads(v) for k, v in metadata.items()},
         }
         if cfg.get("verify_split"):
-            report["parity"] = check(cfg, partial)
+            # the net just exported, in PyTorch: the checkpoint is loaded once
+            reference = Segmenter.from_deploy_net(net, metadata, str(cfg.ckpt_path), max_side=None)
+            report["parity"] = check(cfg, partial, reference)
             agreement = report["parity"]["argmax_agreement"]
             if agreement < cfg.min_agreement:
                 raise ExportError(

@@ -123,6 +123,26 @@ def test_a_file_is_replaced_only_by_a_checked_one(tiny_run, archive_url, data_di
     assert json.loads((tmp_path / "run" / "export.json").read_text())["format"] == "torchscript"
 
 
+def test_the_checkpoint_is_loaded_once_for_export_and_its_check(tiny_run, archive_url, data_dir, tmp_path, monkeypatch):
+    import seg.deploy.formats as formats
+
+    loads = []
+    real = formats.load_model
+    monkeypatch.setattr(formats, "load_model", lambda path: loads.append(path) or real(path))
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    report = export_in_process(
+        tmp_path,
+        f"ckpt_path={ckpt}",
+        "format=torchscript",
+        f"output={tmp_path / 'm.pt'}",
+        f"data.url={archive_url}",
+        f"paths.data_dir={data_dir}",
+        "verify_photos=2",
+    )
+    assert report["parity"]["photos"] == 2 and report["parity"]["argmax_agreement"] == 1.0
+    assert [str(p) for p in loads] == [str(ckpt)]  # not once more for the parity check
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_parity_on_the_real_val_split(real_run, real_env, tmp_path, fmt):
     run, data = real_run

@@ -112,7 +112,15 @@ class Segmenter:
         from seg.deploy.formats import load_deploy_net
 
         net, metadata = load_deploy_net(path)
-        return cls(_TorchBackend(net, "torch"), parse(metadata, str(path)), tta, max_side)
+        return cls.from_deploy_net(net, metadata, str(path), tta, max_side)
+
+    @classmethod
+    def from_deploy_net(
+        cls, net: Any, metadata: dict[str, str], source: str, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
+    ) -> Segmenter:
+        """An already loaded :class:`~seg.deploy.formats.DeployNet` and its metadata, run by torch (eager):
+        seg.export scores the net it exports without loading the checkpoint again."""
+        return cls(_TorchBackend(net, "torch"), parse(metadata, source), tta, max_side)
 
     @classmethod
     def from_onnx(
