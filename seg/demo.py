@@ -16,300 +16,60 @@ telemetry and version check are off: the server calls nothing beyond this machin
 
 from __future__ import annotations
 
-import contextlib
-import html
 import logging
 import os
-import shutil
 import signal
 import tempfile
 import threading
-import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig
-from PIL import Image
 
 from seg.core.errors import ConfigError, SegError
 from seg.core.rules import Get, Settings, given, integer, number, shown, switch, text
-from seg.data.photos import PhotoError, load_photo, photo_size
-from seg.deploy.pictures import blend, class_shares, ids_png
-from seg.deploy.segmenter import Segmenter
-from seg.model.inference import forward_size, max_side_problem, tta_problem
+from seg.model.inference import max_side_problem, tta_problem
 from seg.run.entry import hydra_main, run_job
-from seg.run.predictions import open_segmenter, save_image, write_mask, write_overlay
-from seg.run.results import FinishedRun, finished_runs
+from seg.run.page import (
+    FORMATS,
+    Models,
+    Shown,
+    forget,
+    heading_classes,
+    messages_text,
+    open_models,
+    reblend,
+    segment_files,
+    view,
+)
 from seg.run.settings import tta_value
 
 log = logging.getLogger(__name__)
 
 # Gradio and the Hugging Face hub client it brings stay offline (their telemetry, version checks)
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
-PREVIEW_SIDE = 1600  # the page shows larger pictures shrunk to this; the downloads keep the photo's size
-NET_STRIDE = 32  # the encoder's output stride: a photo with a shorter side fills less than one of its cells
-FORMATS = "JPEG, PNG, BMP, TIFF or WebP"
 
 
-@dataclass
-class Shown:
-    """One photo's prediction as the page shows it; its files are in the page's work folder."""
+class Events:
+    """What each event of the page does: photos dropped (or TTA or the model changed), another photo
+    picked, the opacity moved. Each returns the new state and what the panels show."""
 
-    name: str  # the uploaded file's name
-    photo: Path  # the uploaded file
-    size: tuple[int, int]  # (width, height), upright
-    mask: Path  # <stem>.png, the class ids (downloadable)
-    overlay: Path  # <stem>_overlay.jpg with the legend painted in (downloadable)
-    preview: Path  # the overlay the page shows (no legend: the page's own is beside it)
-    mask_preview: Path  # the class colours the page shows
-    classes: list[tuple[int, float]]  # (class id, pixel share), largest first
-    ms: float  # the prediction: photo in, class ids out
-    ms_total: float  # also reading the photo and making the pictures
-    backend: str
-    tta: bool
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, models: Models, tta_on: Any, max_megapixels: float, workdir: Path) -> None:
+        self.models, self.tta_on, self.max_megapixels, self.workdir = models, tta_on, max_megapixels, workdir
 
+    def segment(self, previous: list[Shown], files: list[str] | None, tta: bool, alpha: float, choice: str | None):
+        import gradio as gr
 
-def _preview_size(width: int, height: int) -> tuple[int, int]:
-    h, w = forward_size(height, width, PREVIEW_SIDE)
-    return w, h
-
-
-def _previews(
-    segmenter: Segmenter, photo: np.ndarray, ids: np.ndarray, mask: Path, folder: Path, alpha: float
-) -> tuple[Path, Path]:
-    """The overlay the page shows and its class-colour picture: the full-size files, shrunk to PREVIEW_SIDE."""
-    height, width = ids.shape
-    size = _preview_size(width, height)
-    if size != (width, height):
-        photo = np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
-        ids = np.asarray(Image.fromarray(ids).resize(size, Image.Resampling.NEAREST))
-        mask = folder / "preview_mask.png"
-        save_image(ids_png(ids, segmenter.palette), mask)
-    preview = folder / "preview.jpg"
-    save_image(blend(photo, ids, segmenter.palette, alpha), preview, quality=90)
-    return preview, mask
-
-
-def _notes(name: str, width: int, height: int, max_side: int | None) -> list[str]:
-    notes = []
-    if min(width, height) < NET_STRIDE:
-        notes.append(
-            f"{name} is {width}x{height} px: smaller than one {NET_STRIDE}-pixel cell of the net, so its "
-            f"classes say little"
-        )
-    net_h, net_w = forward_size(height, width, max_side)
-    if (net_w, net_h) != (width, height):
-        notes.append(
-            f"{name} ({width}x{height} px) went through the net at {net_w}x{net_h} (max_side={max_side}); "
-            f"its classes were resized back to the photo's size"
-        )
-    return notes
-
-
-def segment_photo(
-    segmenter: Segmenter, path: Path, name: str, folder: Path, alpha: float, max_megapixels: float
-) -> Shown:
-    """Predict one uploaded photo and write its pictures to ``folder``; a :class:`PhotoError` names it
-    by ``name`` (not by the upload's temporary path) when it cannot be read or is too large."""
-    start = time.perf_counter()
-    try:
-        width, height = photo_size(path)
-        if width * height > max_megapixels * 1e6:
-            raise PhotoError(
-                f"{name} is {width}x{height} px ({width * height / 1e6:.1f} megapixels), more than this page "
-                f"takes (max_megapixels={max_megapixels:g}): shrink it and drop it again"
-            )
-        photo = load_photo(path)
-    except PhotoError as e:
-        raise PhotoError(str(e).replace(str(path), name)) from None
-    t = time.perf_counter()
-    ids = segmenter.predict(photo)
-    ms = 1000 * (time.perf_counter() - t)
-    folder.mkdir(parents=True)
-    stem = folder / Path(name).stem
-    mask = write_mask(segmenter, ids, stem)
-    overlay = write_overlay(segmenter, photo, ids, stem, alpha)
-    preview, mask_preview = _previews(segmenter, photo, ids, mask, folder, alpha)
-    height, width = ids.shape
-    return Shown(
-        name=name,
-        photo=path,
-        size=(width, height),
-        mask=mask,
-        overlay=overlay,
-        preview=preview,
-        mask_preview=mask_preview,
-        classes=class_shares(ids, len(segmenter.class_names)),
-        ms=ms,
-        ms_total=1000 * (time.perf_counter() - start),
-        backend=segmenter.backend,
-        tta=bool(segmenter.tta),
-        notes=_notes(name, width, height, segmenter.max_side),
-    )
-
-
-def segment_files(
-    segmenter: Segmenter, files: list[str], folder: Path, alpha: float, max_megapixels: float
-) -> tuple[list[Shown], list[str]]:
-    """Every uploaded photo predicted (each in its own subfolder of ``folder``), and a message for
-    each one that could not be: one bad photo never stops the others."""
-    shown, messages = [], []
-    for i, file in enumerate(files):
-        path = Path(file)
-        try:
-            shown.append(segment_photo(segmenter, path, path.name, folder / str(i), alpha, max_megapixels))
-            log.info(f"{path.name}: {shown[-1].size[0]}x{shown[-1].size[1]} px in {shown[-1].ms:.0f} ms")
-        except SegError as e:
-            log.warning(f"{type(e).__name__}: {e}")
-            messages.append(str(e))
-        except Exception as e:  # a bug or no memory left: logged in full, the page goes on with the others
-            log.exception(f"{path.name} could not be segmented")
-            messages.append(f"{path.name} could not be segmented ({type(e).__name__}: {e})")
-    return shown, messages
-
-
-def reblend(segmenter: Segmenter, shown: Shown, alpha: float) -> Shown:
-    """``shown`` with its overlays made again at opacity ``alpha`` (from its files: no prediction)."""
-    photo = load_photo(shown.photo)
-    with Image.open(shown.mask) as im:
-        ids = np.array(im)
-    overlay = write_overlay(segmenter, photo, ids, shown.overlay.with_name(shown.mask.stem), alpha)
-    preview, _ = _previews(segmenter, photo, ids, shown.mask, shown.mask.parent, alpha)
-    return replace(shown, overlay=overlay, preview=preview)
-
-
-def forget(shown: list[Shown]) -> None:
-    """Delete the files of results the page no longer shows (their downloads stay in Gradio's cache)."""
-    for s in shown:
-        shutil.rmtree(s.mask.parent, ignore_errors=True)
-    if shown:
-        with contextlib.suppress(OSError):  # the upload's folder, once empty
-            shown[0].mask.parent.parent.rmdir()
-
-
-def legend_html(shown: Shown, names: tuple[str, ...], palette: np.ndarray) -> str:
-    """The classes present, largest share first, each with its colour swatch and name."""
-    items = []
-    for c, _ in shown.classes:
-        r, g, b = (int(v) for v in palette[c])
-        items.append(
-            f'<span class="seg-class" data-class-id="{c}" style="display:inline-flex;align-items:center;'
-            f'gap:0.35em;margin:0 1em 0.3em 0"><span style="width:1.1em;height:1.1em;border:1px solid #888;'
-            f'background:rgb({r},{g},{b})"></span>{html.escape(names[c])}</span>'
-        )
-    return f'<div class="seg-legend">{"".join(items)}</div>'
-
-
-def table_rows(shown: Shown, names: tuple[str, ...]) -> list[list[Any]]:
-    """The class table: name, id, pixels, share in percent; largest first."""
-    pixels = shown.size[0] * shown.size[1]
-    return [[names[c], c, round(s * pixels), round(100 * s, 2)] for c, s in shown.classes]
-
-
-def timing_text(shown: Shown) -> str:
-    """The photo, its size and how long its prediction took."""
-    tta = "TTA on" if shown.tta else "TTA off"
-    return (
-        f"**{shown.name}**, {shown.size[0]}x{shown.size[1]} px: segmented in **{shown.ms:.0f} ms** "
-        f"({shown.backend}, {tta}); {shown.ms_total:.0f} ms with reading it and making the pictures"
-    )
-
-
-def messages_text(messages: list[str], shown: list[Shown]) -> str:
-    """Every problem and note of the last upload, one line each."""
-    lines = [f"- ⚠️ {m}" for m in messages] + [f"- {n}" for s in shown for n in s.notes]
-    return "\n".join(lines)
-
-
-def _classes(fixed: Segmenter | None) -> str:
-    """The heading's words for the classes: the model's own, or the picked run's."""
-    if fixed is None:
-        return "the classes of the run you pick (its legend names them)"
-    names = fixed.class_names
-    return f"the model's {len(names)} classes ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
-
-
-class Models:
-    """The model the page predicts with: the one named on the command line, or the run picked on
-    the page (loaded on first use, the last one kept)."""
-
-    def __init__(self, fixed: Segmenter | None, runs: list[FinishedRun], max_side: int | None) -> None:
-        self.fixed, self.runs, self.max_side = fixed, {str(r.run_dir): r for r in runs}, max_side
-        self._loaded: tuple[str, Segmenter] | None = None
-        self._lock = threading.Lock()
-
-    def choices(self) -> list[tuple[str, str]]:
-        return [(r.label(), key) for key, r in self.runs.items()]
-
-    def get(self, choice: str | None) -> Segmenter:
-        if self.fixed is not None:
-            return self.fixed
-        if choice not in self.runs:
-            raise ConfigError(f"no such run on this page: {choice}; pick one of the list")
-        with self._lock:
-            if self._loaded is None or self._loaded[0] != choice:
-                self._loaded = None  # free the previous model before loading the next
-                run = self.runs[choice]
-                log.info(f"loading {run.checkpoint}")
-                self._loaded = (choice, Segmenter.from_checkpoint(run.checkpoint, max_side=self.max_side))
-            return self._loaded[1]
-
-
-def open_models(cfg: DictConfig) -> Models:
-    """The command line's model, or the finished runs under ``runs`` to pick from (none: an error)."""
-    if cfg.get("ckpt_path") or cfg.get("model_file"):
-        return Models(open_segmenter(_without_tta(cfg)), [], cfg.max_side)
-    runs = finished_runs(cfg.runs)
-    if not runs:
-        raise ConfigError(
-            f"runs={cfg.runs}: no finished training runs there (a result.json and a checkpoint); train one "
-            f"(python -m seg.train), pass another runs=..., or name a model: ckpt_path=... or model_file=..."
-        )
-    models = Models(None, runs, cfg.max_side)
-    models.get(str(runs[0].run_dir))  # the newest run, loaded before serving: the first upload does not wait for it
-    return models
-
-
-def _without_tta(cfg: DictConfig) -> DictConfig:
-    out = cfg.copy()
-    out.tta = False  # the page's switch chooses per request
-    return out
-
-
-def build_page(models: Models, cfg: DictConfig, workdir: Path) -> Any:
-    """The page: its controls, panels and what each event does (a ``gradio.Blocks``)."""
-    import gradio as gr
-
-    tta_on = tta_value(cfg.tta) or True  # what the switch turns on: the configured TTA, else the flip
-    alpha0, max_mp = float(cfg.overlay_alpha), float(cfg.max_megapixels)
-
-    def view(shown: list[Shown], index: int | None, segmenter: Segmenter | None) -> tuple:
-        if not shown or index is None or segmenter is None:
-            return None, "", None, [], None, ""
-        s = shown[index]
-        names, palette = segmenter.class_names, segmenter.palette
-        return (
-            str(s.preview),
-            legend_html(s, names, palette),
-            str(s.mask_preview),
-            table_rows(s, names),
-            [str(s.mask), str(s.overlay)],
-            timing_text(s),
-        )
-
-    def segment(previous: list[Shown], files: list[str] | None, tta: bool, alpha: float, choice: str | None):
         forget(previous)
         nothing = gr.update(choices=[], value=None, visible=False)
         if not files:
             return [], nothing, "", *view([], None, None)
         try:
-            segmenter = models.get(choice).with_tta(tta_on if tta else False)
+            segmenter = self.models.get(choice).with_tta(self.tta_on if tta else False)
         except SegError as e:  # the picked run's checkpoint cannot be loaded
             return [], nothing, f"- ⚠️ {e}", *view([], None, None)
-        shown, messages = segment_files(segmenter, files, Path(tempfile.mkdtemp(dir=workdir)), alpha, max_mp)
+        folder = Path(tempfile.mkdtemp(dir=self.workdir))
+        shown, messages = segment_files(segmenter, files, folder, alpha, self.max_megapixels)
         picker = gr.update(
             choices=[(f"{i + 1}. {s.name}", i) for i, s in enumerate(shown)],
             value=0 if shown else None,
@@ -317,21 +77,34 @@ def build_page(models: Models, cfg: DictConfig, workdir: Path) -> Any:
         )
         return shown, picker, messages_text(messages, shown), *view(shown, 0, segmenter)
 
-    def select(shown: list[Shown], index: int | None, choice: str | None):
-        return view(shown, index, models.get(choice) if shown else None)
+    def select(self, shown: list[Shown], index: int | None, choice: str | None):
+        return view(shown, index, self.models.get(choice) if shown else None)
 
-    def opacity(shown: list[Shown], alpha: float, index: int | None, choice: str | None):
+    def opacity(self, shown: list[Shown], alpha: float, index: int | None, choice: str | None):
+        import gradio as gr
+
         if not shown:
             return shown, *view([], None, None)
-        segmenter = models.get(choice)
+        segmenter = self.models.get(choice)
         try:
             shown = [reblend(segmenter, s, alpha) for s in shown]
         except SegError as e:  # the uploads were cleaned away meanwhile (Gradio's cache, after an hour)
             raise gr.Error(f"{e}: drop the photos again") from None
         return shown, *view(shown, index or 0, segmenter)
 
+
+def build_page(models: Models, cfg: DictConfig, workdir: Path) -> Any:
+    """The page: its controls, panels and what each event does (a ``gradio.Blocks``)."""
+    import gradio as gr
+
+    tta_on = tta_value(cfg.tta) or True  # what the switch turns on: the configured TTA, else the flip
+    alpha0 = float(cfg.overlay_alpha)
+
+    events = Events(models, tta_on, float(cfg.max_megapixels), workdir)
     with gr.Blocks(title="seg: semantic segmentation demo", analytics_enabled=False, delete_cache=(600, 3600)) as page:
-        gr.Markdown(f"## Semantic segmentation\nDrop or pick photos: every pixel gets one of {_classes(models.fixed)}.")
+        gr.Markdown(
+            f"## Semantic segmentation\nDrop or pick photos: every pixel gets one of {heading_classes(models.fixed)}."
+        )
         shown_state = gr.State([])
         with gr.Row():
             with gr.Column(scale=1):
@@ -379,9 +152,11 @@ def build_page(models: Models, cfg: DictConfig, workdir: Path) -> Any:
         # CPU's cores, and the files of a visitor's results change under no other event
         queued = {"concurrency_limit": 1, "concurrency_id": "model"}
         for event in (files.change, tta.input) + ((run.input,) if models.fixed is None else ()):
-            event(segment, [shown_state, files, tta, alpha, run], [shown_state, which, messages, *views], **queued)
-        which.input(select, [shown_state, which, run], views, **queued)
-        alpha.release(opacity, [shown_state, alpha, which, run], [shown_state, *views], **queued)
+            event(
+                events.segment, [shown_state, files, tta, alpha, run], [shown_state, which, messages, *views], **queued
+            )
+        which.input(events.select, [shown_state, which, run], views, **queued)
+        alpha.release(events.opacity, [shown_state, alpha, which, run], [shown_state, *views], **queued)
     return page.queue()
 
 

@@ -224,7 +224,7 @@ def test_the_server_imports_no_torch_and_reaches_nothing_beyond_this_machine(pag
 
 
 def test_a_large_photo_is_segmented_at_its_size_and_shown_shrunk(onnx, tmp_path):
-    from seg.demo import PREVIEW_SIDE, segment_photo
+    from seg.run.page import PREVIEW_SIDE, segment_photo
 
     path = tmp_path / "large.jpg"
     Image.fromarray(smooth(1200, 1800, 4)).save(path, quality=90)
@@ -252,7 +252,8 @@ def fake_run(root: Path, tiny_run: Path, when: str, test_acc: float | None) -> P
 
 
 def test_the_run_picker_lists_runs_newest_first_and_segments_with_the_picked_one(tiny_run, tmp_path):
-    from seg.demo import build_page, open_models, segment_files
+    from seg.demo import build_page
+    from seg.run.page import open_models, segment_files
 
     runs = tmp_path / "runs"
     older = fake_run(runs, tiny_run, "2026-01-02/10-00-00", 0.5)
@@ -287,7 +288,7 @@ def test_by_default_the_page_is_for_this_machine_only_and_lists_the_projects_run
 
 
 def test_without_runs_or_with_a_bad_model_it_stops_before_serving(tmp_path, exported):
-    from seg.demo import open_models
+    from seg.run.page import open_models
 
     with pytest.raises(ConfigError, match="no finished training runs there"):
         open_models(compose_config("demo", f"runs={tmp_path}"))
@@ -300,7 +301,8 @@ def test_without_runs_or_with_a_bad_model_it_stops_before_serving(tmp_path, expo
 def test_a_port_in_use_is_a_one_line_error(exported, tmp_path):
     import socket
 
-    from seg.demo import build_page, open_models, serve
+    from seg.demo import build_page, serve
+    from seg.run.page import open_models
 
     cfg = compose_config("demo", f"model_file={exported['onnx']}")
     page = build_page(open_models(cfg), cfg, tmp_path)
@@ -323,7 +325,7 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path):
 def test_the_heading_names_the_models_classes_not_msrcs():
     from types import SimpleNamespace
 
-    from seg.demo import _classes
+    from seg.run.page import heading_classes as _classes
 
     camvid = SimpleNamespace(class_names=("sky", "building", "pole", "road", "sidewalk"))
     assert _classes(camvid) == "the model's 5 classes (sky, building, pole, road, ...)"
