@@ -69,6 +69,28 @@ def fit_and_test(
     ckpt_path: str | None,
 ) -> dict[str, float]:
     """The run itself, logged to every logger: fit, test, then the summary in the log."""
+    prepare(cfg, datamodule, model, trainer, ckpt, ckpt_path)
+    metrics = fit(trainer, model, datamodule, ckpt_path)
+    best_path, last_path = checkpoints(trainer)
+    tested = run_test_stage(cfg, trainer, model, datamodule, best_path, last_path, metrics) if cfg.get("test") else None
+    # this run's hyperparameters beside its final metrics (TensorBoard's HPARAMS tab), so that the runs
+    # of a sweep can be compared in one table
+    final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in HPARAM_METRICS if k in metrics}
+    log_run_end(trainer.loggers, hparams_for_table(cfg), final, trainer.global_step)
+    log_summary(cfg, metrics, best_path, last_path, tested)
+    return metrics
+
+
+def prepare(
+    cfg: DictConfig,
+    datamodule: pl.LightningDataModule,
+    model: pl.LightningModule,
+    trainer: pl.Trainer,
+    ckpt: dict | None,
+    ckpt_path: str | None,
+) -> None:
+    """Before fitting: a foreign checkpoint refused, class counts for a weighted loss, the config to the
+    loggers, the items of every split written into the run."""
     if ckpt is not None:
         check_weights_fit(ckpt, model, ckpt_path)  # another net's checkpoint: one line, before any training
     if getattr(model.criterion, "needs_class_counts", False):  # class-weighted loss
@@ -77,6 +99,11 @@ def fit_and_test(
     if trainer.is_global_zero:  # the items of every split (a seeded split, folds): what this run used
         datamodule.write_splits(Path(cfg.paths.output_dir) / "splits")
 
+
+def fit(
+    trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule, ckpt_path: str | None
+) -> dict[str, float]:
+    """Lightning's fit; the metrics it logged last, with ``best/<monitor>``. A stop (SIGTERM, Ctrl-C) exits."""
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:  # SIGTERM or Ctrl-C: GracefulStop saved the progress and said how to resume
@@ -84,24 +111,41 @@ def fit_and_test(
         raise SystemExit(128 + int(stop.received if stop and stop.received else signal.SIGTERM)) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     ckpt_cb = trainer.checkpoint_callback  # the best val/acc checkpoint
-    best_path = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     if ckpt_cb is not None and ckpt_cb.best_model_score is not None:
         metrics[f"best/{ckpt_cb.monitor}"] = float(ckpt_cb.best_model_score)
-    last_path = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor is None), "")
-    tested = None
-    if cfg.get("test"):
-        # best: reload the best val/acc checkpoint; last: the weights in memory, which are last.ckpt's
-        # (with EMA, the average); without a checkpoint (fast_dev_run) the weights in memory either way
-        ckpt_to_test = best_path if cfg.get("test_ckpt") == "best" and best_path else None
-        tested = (best_path if cfg.get("test_ckpt") == "best" else last_path) or "the weights in memory"
-        model.test_tta = tta_value(cfg.get("test_tta", False))
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_to_test, weights_only=True)
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    return metrics
 
-    # this run's hyperparameters beside its final metrics (TensorBoard's HPARAMS tab), so that the runs
-    # of a sweep can be compared in one table
-    final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in HPARAM_METRICS if k in metrics}
-    log_run_end(trainer.loggers, hparams_for_table(cfg), final, trainer.global_step)
+
+def checkpoints(trainer: pl.Trainer) -> tuple[str, str]:
+    """The best val/acc checkpoint and last.ckpt ("" where there is none, e.g. fast_dev_run)."""
+    ckpt_cb = trainer.checkpoint_callback
+    best_path = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+    last_path = next((cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor is None), "")
+    return best_path, last_path
+
+
+def run_test_stage(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    best_path: str,
+    last_path: str,
+    metrics: dict[str, float],
+) -> str:
+    """The test stage on the weights ``test_ckpt`` names (its ``test/*`` metrics added); what was tested."""
+    # best: reload the best val/acc checkpoint; last: the weights in memory, which are last.ckpt's
+    # (with EMA, the average); without a checkpoint (fast_dev_run) the weights in memory either way
+    ckpt_to_test = best_path if cfg.get("test_ckpt") == "best" and best_path else None
+    tested = (best_path if cfg.get("test_ckpt") == "best" else last_path) or "the weights in memory"
+    model.test_tta = tta_value(cfg.get("test_tta", False))
+    trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_to_test, weights_only=True)
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
+    return tested
+
+
+def log_summary(cfg: DictConfig, metrics: dict[str, float], best_path: str, last_path: str, tested: str | None) -> None:
+    """The run's summary at the end of its log: the headline numbers, the checkpoints, where it all is."""
     summary = {
         "best val/acc": metrics.get("best/val/acc"),
         "test/acc": metrics.get("test/acc"),
@@ -117,7 +161,6 @@ def fit_and_test(
         "Summary:\n"
         + "\n".join(f"  {k:23s} {v:.4f}" if isinstance(v, float) else f"  {k:23s} {v}" for k, v in summary.items())
     )
-    return metrics
 
 
 def objective(metrics: dict[str, float], name: str | None) -> float | None:

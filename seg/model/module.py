@@ -77,15 +77,28 @@ class SegModule(pl.LightningModule):
         # every argument is stored (the checkpoint alone rebuilds the module) but a ready-made net, and
         # compile, a runtime speed option; seg.train logs the whole run config itself (logger=False)
         self.save_hyperparameters(ignore=["net", "compile"] if is_module else ["compile"], logger=False)
-        self.net = net if is_module else instantiate(net)
+        self.net = self._build_net(net, channels_last, compile)
+        # plain cross-entropy (ignored pixels left out) unless the SegLoss config asks for more
+        self.criterion = instantiate(loss)
+        self._build_metrics(num_classes, ignore)
+        # test-time augmentation of the test stage (seg.model.inference's TTA; seg.train sets it from test_tta):
+        # not a hyperparameter of the weights, so not saved in checkpoints
+        self.test_tta: TTA = False
+
+    @staticmethod
+    def _build_net(net: Mapping | nn.Module, channels_last: bool, compile: bool) -> nn.Module:
+        """The net from its config (or as given), in channels_last layout and compiled if asked."""
+        net = net if isinstance(net, nn.Module) else instantiate(net)
         if channels_last:
-            self.net = self.net.to(memory_format=torch.channels_last)
+            net = net.to(memory_format=torch.channels_last)
         if compile:
             # torch.compile in place (nn.Module.compile): state_dict keys stay unchanged. A runtime
             # speed option, not part of the model, so it is not stored in the checkpoint.
-            self.net.compile()
-        # plain cross-entropy (ignored pixels left out) unless the SegLoss config asks for more
-        self.criterion = instantiate(loss)
+            net.compile()
+        return net
+
+    def _build_metrics(self, num_classes: int, ignore: int) -> None:
+        """The torchmetrics of each stage, ignoring the label set's ignore index."""
         # average="micro": the masked pixel accuracy (the torchmetrics default, macro, is another metric).
         acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=ignore)
         metrics = MetricCollection({"acc": acc, "miou": MulticlassJaccardIndex(num_classes, ignore_index=ignore)})
@@ -102,9 +115,6 @@ class SegModule(pl.LightningModule):
         # the course's metric: the mean over test images of each image's masked pixel accuracy (seg.eval's
         # acc_per_image_mean); a metric state, so that DDP sums it over the processes
         self.test_image_acc = MeanMetric()
-        # test-time augmentation of the test stage (seg.model.inference's TTA; seg.train sets it from test_tta):
-        # not a hyperparameter of the weights, so not saved in checkpoints
-        self.test_tta: TTA = False
 
     def forward(self, x: torch.Tensor, full_size: bool = True) -> torch.Tensor:
         if self.hparams.channels_last:
