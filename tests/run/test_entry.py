@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from seg.eval import SETTINGS as EVAL_SETTINGS
 from seg.run.entry import null_groups, run_job
 
 from helpers import compose_config
@@ -24,6 +25,6 @@ def test_group_null_leaves_the_group_out():
 def test_run_job_checks_the_settings_before_the_job(caplog):
     ran = []
     with pytest.raises(SystemExit) as exit_:
-        run_job(compose_config("eval", "ckpt_path=x", "split=training"), ran.append)
+        run_job(compose_config("eval", "ckpt_path=x", "split=training"), ran.append, EVAL_SETTINGS)
     assert exit_.value.code == 2 and not ran and "split='training'" in caplog.text
-    assert run_job(compose_config("eval", "ckpt_path=x"), lambda cfg: cfg.split) == "test"
+    assert run_job(compose_config("eval", "ckpt_path=x"), lambda cfg: cfg.split, EVAL_SETTINGS) == "test"
