@@ -203,16 +203,19 @@ def _optimizer_and_validation(get: Get, at: str) -> list[str]:
 
 
 # the keys seg.train reads itself; the data, model, net, loss and callbacks classes check their own
-SETTINGS = Settings(
-    {
-        "optimizer.lr": number(0, above=True),
-        "trainer.check_val_every_n_epoch": integer(1, null=True),
-        "test": switch,
-        "test_ckpt": one_of("last", "best"),
-        "test_tta": tta_problem,
-    },
-    checks=(_run_length, _training_crops, _optimizer_and_validation),
-) | LOGGERS.at("logger.")
+SETTINGS = (
+    Settings(
+        {
+            "optimizer.lr": number(0, above=True),
+            "trainer.check_val_every_n_epoch": integer(1, null=True),
+            "test": switch,
+            "test_ckpt": one_of("last", "best"),
+            "test_tta": tta_problem,
+        },
+        checks=(_run_length, _training_crops, _optimizer_and_validation),
+    )
+    | LOGGERS
+)
 
 
 def run(cfg: DictConfig) -> float | None:

@@ -33,7 +33,7 @@ def _logger_problems(get: Get, at: str) -> list[str]:
     """Each configured logger names its class, the package it needs is installed (an extra), and W&B's
     ``offline`` is true or false (it stays offline unless this is false)."""
     out = []
-    for name, logger in logger_configs(None if (group := get("")) is ABSENT else group).items():
+    for name, logger in logger_configs(None if (group := get("logger")) is ABSENT else group).items():
         key = "logger" if name == "logger" else f"logger.{name}"
         if not isinstance(logger, Mapping) or not logger.get("_target_"):
             out.append(f"{key}: names no logger class (_target_); choose one of conf/logger/, e.g. logger=csv")
@@ -49,7 +49,8 @@ def _logger_problems(get: Get, at: str) -> list[str]:
     return out
 
 
-# the logger group's keys (logger=NAME, or logger=many's dict of them), checked before any work
+# the logger group's keys (logger=NAME, or logger=many's dict of them), checked before any work by the
+# entry points that build loggers
 SETTINGS = Settings(checks=(_logger_problems,))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 Rule = Callable[[Any], "str | None"]  # what is wrong with a value, or None
@@ -89,10 +88,6 @@ def text(v: Any) -> str | None:
     return None if isinstance(v, str) and v.strip() else "must be a non-empty string"
 
 
-def _below(check: Check, prefix: str, get: Get, at: str) -> list[str]:
-    return check(lambda key: get(prefix + key), at + prefix)
-
-
 @dataclass(frozen=True)
 class Settings:
     """The rules of the keys one piece of code reads, relative to where it is configured (``batch_size``
@@ -103,12 +98,6 @@ class Settings:
 
     def __or__(self, other: Settings) -> Settings:
         return Settings({**self.rules, **other.rules}, self.checks + other.checks)
-
-    def at(self, prefix: str) -> Settings:
-        """The same settings for the keys below ``prefix`` (e.g. the loggers' under ``logger.``)."""
-        return Settings(
-            {prefix + k: r for k, r in self.rules.items()}, tuple(partial(_below, c, prefix) for c in self.checks)
-        )
 
     def problems(self, get: Get, prefix: str = "") -> list[str]:
         """Every problem of the keys below ``prefix``, one ``key=value: what is allowed`` each."""

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from seg.core.errors import SegError
 from seg.data.labels import LabelSet
-from seg.data.photos import to_rgb
+from seg.data.photos import UNREADABLE, to_rgb
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless formats only: a JPEG mask blurs the ids
 INDEX_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I", "LA", "PA")  # one value per pixel: the class id
@@ -31,7 +31,7 @@ def _open(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()
         return image
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except UNREADABLE as e:
         raise DataFileError(f"{path} cannot be decoded ({type(e).__name__}: {e})") from e
 
 

@@ -21,7 +21,7 @@ from seg.core.errors import SegError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what a folder of photos holds
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit grayscale (PNG, TIFF) opens as one of these
 _SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that turn the photo by 90 degrees
-_UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # what Pillow raises on a bad file
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)  # what Pillow raises on a bad file
 
 PhotoSource = str | os.PathLike | Image.Image | np.ndarray
 
@@ -57,7 +57,7 @@ def load_photo(source: PhotoSource) -> np.ndarray:
     try:
         with Image.open(path) as im:
             return to_rgb(im)
-    except _UNREADABLE as e:
+    except UNREADABLE as e:
         raise PhotoError(f"{path}: cannot be read as a photo ({type(e).__name__}: {e})") from e
 
 
@@ -69,7 +69,7 @@ def photo_sizes(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
             # Pillow's TIFF reader reports (and decodes to) the upright size itself
             turned = im.format != "TIFF" and im.getexif().get(0x0112) in _SWAPS_SIDES
             return ((h, w) if turned else (w, h)), (w, h)
-    except _UNREADABLE as e:
+    except UNREADABLE as e:
         raise PhotoError(f"{path}: cannot be read as a photo ({type(e).__name__}: {e})") from e
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from seg.core.errors import ConfigError
+from seg.core.rules import integer, shown
 from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:
@@ -93,10 +94,14 @@ ENCODERS: dict[str, Encoder] = {
 }
 
 
+def _unknown(name: str) -> str:
+    return f"model.net.encoder={name}: unknown encoder; choose one of {', '.join(ENCODERS)}"
+
+
 def encoder_spec(name: str) -> Encoder:
     """The table's entry for ``name``; an unknown name is a clear error listing the choices."""
     if name not in ENCODERS:
-        raise ConfigError(f"model.net.encoder={name}: unknown encoder; choose one of {', '.join(ENCODERS)}")
+        raise ConfigError(_unknown(name))
     return ENCODERS[name]
 
 
@@ -104,8 +109,7 @@ def encoder_problems(net: dict) -> list[str]:
     """What is wrong with a net config's encoder keys (``encoder``, ``freeze_params``), for the settings check."""
     name = net.get("encoder", "mobilenet_v2")
     if name not in ENCODERS:
-        return [f"model.net.encoder={name}: unknown encoder; choose one of {', '.join(ENCODERS)}"]
-    n, freeze = ENCODERS[name].tensors, net.get("freeze_params", 0)
-    if not (isinstance(freeze, int) and not isinstance(freeze, bool) and 0 <= freeze <= n):
-        return [f"model.net.freeze_params={freeze}: must be an integer in [0, {n}] ({ENCODERS[name].title} has {n})"]
-    return []
+        return [_unknown(name)]
+    spec, freeze = ENCODERS[name], net.get("freeze_params", 0)
+    why = integer(0, spec.tensors, why=f"{spec.title} has {spec.tensors}")(freeze)
+    return [f"model.net.freeze_params={shown(freeze)}: {why}"] if why else []

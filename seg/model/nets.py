@@ -20,9 +20,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from seg.core.rules import ABSENT, Get, Settings
-from seg.model.encoders import ENCODERS, encoder_problems, encoder_spec
-
-MOBILENET_V2_TENSORS = ENCODERS["mobilenet_v2"].tensors  # the default encoder's freeze_params range
+from seg.model.encoders import encoder_problems, encoder_spec
 
 
 def build_encoder(

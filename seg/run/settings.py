@@ -33,7 +33,7 @@ def plain(value: Any) -> Any:
 
 def _getter(cfg: DictConfig):
     def get(key: str) -> Any:
-        v = OmegaConf.select(cfg, key.rstrip("."), default=ABSENT, throw_on_missing=False)
+        v = OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)
         return v if v is ABSENT else plain(v)
 
     return get
