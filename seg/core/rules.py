@@ -104,7 +104,7 @@ class Settings:
         out = []
         for key, rule in self.rules.items():
             v = get(prefix + key)
-            if v is not ABSENT and (why := rule(v)):
+            if v is not ABSENT and v != "???" and (why := rule(v)):  # ???: a value still to pass, not a bad one
                 out.append(f"{prefix}{key}={shown(v)}: {why}")
         for check in self.checks:
             out += check(lambda key: get(prefix + key), prefix)

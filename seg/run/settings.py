@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from seg.core.errors import ConfigError, user_errors
 from seg.core.rules import ABSENT, Settings
@@ -33,7 +34,10 @@ def plain(value: Any) -> Any:
 
 def _getter(cfg: DictConfig):
     def get(key: str) -> Any:
-        v = OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=False)
+        try:
+            v = OmegaConf.select(cfg, key, default=ABSENT, throw_on_missing=True)
+        except MissingMandatoryValue:  # a key the config has, without a value yet (e.g. data.root: ???)
+            return MISSING
         return v if v is ABSENT else plain(v)
 
     return get

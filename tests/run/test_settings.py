@@ -39,6 +39,8 @@ BAD_VALUES = [
     ("train", ["logger=wandb", "logger.offline=maybe"], "logger.offline='maybe': must be true or false"),
     ("train", ["logger=many", "logger.wandb.offline=1"], "logger.wandb.offline=1: must be true or false"),
     ("train", ["logger=many", "logger.csv._target_=null"], "logger.csv: names no logger class (_target_)"),
+    ("train", ["data=folder"], "data.root: pass the folder of your data set, e.g. python -m seg.train data=folder"),
+    ("check", ["data=folder"], "data.root: pass the folder of your data set"),
     ("eval", ["ckpt_path=x", "split=training"], "split='training': must be one of train, val, test"),
     ("eval", ["ckpt_path=x", "tta=maybe"], "tta='maybe': use false, true (+ flip) or scales"),
     ("eval", ["ckpt_path=x", "max_side=0"], "max_side=0: must be an integer >= 1 or null"),
