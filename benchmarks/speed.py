@@ -63,6 +63,9 @@ def net_config(model: str, weights: str | None) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from seg.data.loader import register_configs
+
+    register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"model={model}"])
     net = OmegaConf.to_container(cfg.model.net, resolve=True)

@@ -110,6 +110,9 @@ def compose_config(name: str, *overrides: str, hydra_config: bool = False):
     """``conf/<name>.yaml`` composed with ``overrides``, as the entry point would see it."""
     from hydra import compose, initialize_config_dir
 
+    from seg.data.loader import register_configs
+
+    register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         return compose(name, overrides=list(overrides), return_hydra_config=hydra_config)
 

@@ -141,6 +141,9 @@ def test_a_data_config_of_your_own_composes_on_top_of_folder(tmp_path):
 
     from hydra import compose, initialize_config_dir
 
+    from seg.data.loader import register_configs
+
+    register_configs()
     conf = shutil.copytree(ROOT / "conf", tmp_path / "conf")
     (conf / "data" / "camvid.yaml").write_text(
         "defaults:\n  - folder\n  - _self_\nroot: /data/CamVid\n"

@@ -6,7 +6,8 @@ archive) and :mod:`seg.data.folder_data` (any data set in folders)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +21,7 @@ from seg.core.files import atomic_write
 from seg.core.rules import ABSENT, Get, Settings, integer, is_int, is_number, number, switch
 from seg.data.dataset import Reader, SegDataset
 from seg.data.labels import LabelSet
+from seg.data.loader import Loader
 from seg.data.sampling import EpochSampler
 from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_of, folds_problem
 from seg.data.survey import Read, Survey, tally
@@ -83,33 +85,18 @@ class SegDataModule(pl.LightningDataModule):
         checks=(_folds,),
     )
 
-    def __init__(
-        self,
-        batch_size: int = 8,
-        num_workers: int = 0,
-        crop_size: int | None = 240,
-        eval_crop_size: int | str | None = None,
-        eval_batch_size: int | None = None,
-        normalize: bool = True,
-        pin_memory: bool = False,
-        augment: bool = False,
-        augment_scale: Sequence[float] = (0.75, 1.25),
-        augment_jitter: float = 0.3,
-        cache: bool = True,
-        cache_max_gb: float | None = 4.0,
-        seed: int = 0,
-        train_crop_sizes: Sequence[int] | None = None,
-        folds: int | None = None,
-        fold: int = 0,
-        fold_seed: int = 0,
-    ) -> None:
+    def __init__(self, **settings: Any) -> None:
+        """``settings``: the :class:`~seg.data.loader.Loader` keys (their defaults are written there) and
+        those of the subclass, which Lightning collects from its own signature."""
         super().__init__()
-        # every argument, this class's and the data set's own (Lightning collects the subclass's too), as
-        # plain values: tuples, not Hydra's ListConfigs, so that checkpoints load with weights_only=True
+        loader = Loader.of(settings)
+        if settings:
+            raise TypeError(f"{type(self).__name__}: unknown settings {sorted(settings)}")
+        # every argument, this class's and the data set's own, as plain values, defaults included
         self.save_hyperparameters()
         hp = self.hparams
-        hp.augment_scale = tuple(float(v) for v in hp.augment_scale)
-        hp.train_crop_sizes = tuple(int(v) for v in hp.train_crop_sizes) if hp.train_crop_sizes else None
+        hp.pop("settings", None)
+        hp.update(asdict(loader))
         if hp.eval_crop_size == SAME_AS_TRAINING:
             hp.eval_crop_size = hp.crop_size
         if why := folds_problem(hp.folds, hp.fold):

@@ -89,12 +89,14 @@ class Layout:
     """Where a folder data set keeps its photos, masks and split lists: the ``data.*`` keys of the same
     names (``train``/``val``/``test``: ``{images, masks}`` folders of one pair per split)."""
 
-    images: str = "images"
-    masks: str = "masks"
-    mask_suffix: str = ""
-    splits_dir: str | None = None
+    images: str = "images"  # photos (a folder under root, or an absolute path)
+    masks: str = "masks"  # masks, named <photo stem><mask_suffix>.png (or .bmp, .tif, .gif)
+    mask_suffix: str = ""  # e.g. _GT, _mask, _labelIds
+    splits_dir: str | None = None  # where train.txt / val.txt / test.txt live (None: root); stems or file names
+    # without split lists: a seeded split of all pairs (train, val, test), written into the run's splits/
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
     split_seed: int = 0
+    # one folder pair per split instead of images/masks (folders under root)
     train: Mapping[str, str | None] | None = None
     val: Mapping[str, str | None] | None = None
     test: Mapping[str, str | None] | None = None

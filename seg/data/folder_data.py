@@ -64,7 +64,7 @@ class FolderDataModule(SegDataModule):
         default, and val and test score whole photos, one per batch, unless ``eval_crop_size`` /
         ``eval_batch_size`` say otherwise."""
         self.layout = Layout.of(settings)
-        super().__init__(**{"augment": True, "eval_batch_size": 1, **settings})
+        super().__init__(**{"eval_batch_size": 1, **settings})
         self.hparams.update({f.name: getattr(self.layout, f.name) for f in fields(Layout)})
         self.hparams.classes = [str(c) for c in classes] if classes else None
         self._catalogue: Catalogue | None = None

@@ -47,6 +47,9 @@ def hydra_main(
     def main() -> None:
         import hydra
 
+        from seg.data.loader import register_configs
+
+        register_configs()  # the data keys' defaults, written once in Python, as configs the YAML composes
         sys.argv[1:] = null_groups(sys.argv[1:])
         if argv is not None:
             with user_errors():

@@ -26,8 +26,8 @@ def test_datamodule_batches(archive_url, data_dir):
     assert all(torch.equal(p, q) for p, q in zip(a, c))
 
 
-def test_datamodule_augments_train_only_and_default_is_off(data_dir, archive_url):
-    dm = MSRCDataModule(str(data_dir), url=archive_url, crop_size=CROP, augment=True)
+def test_datamodule_augments_train_only_by_default_and_augment_false_turns_it_off(data_dir, archive_url):
+    dm = MSRCDataModule(str(data_dir), url=archive_url, crop_size=CROP)  # augment: on by default
     dm.setup("fit")
     dm.setup("test")
     assert isinstance(dm.datasets["train"].transform, TrainPreset)
@@ -45,13 +45,13 @@ def test_datamodule_augments_train_only_and_default_is_off(data_dir, archive_url
     assert all(x.shape == (3, CROP, CROP) and x.dtype == torch.float32 for x, _ in samples)
     assert all(y.shape == (CROP, CROP) and y.dtype == torch.int64 for _, y in samples)
     assert len({y.numpy().tobytes() for _, y in samples}) > 1
-    default = MSRCDataModule(str(data_dir), url=archive_url, crop_size=CROP)
-    default.setup("fit")
-    assert isinstance(default.datasets["train"].transform, EvalPreset)
-    img = torch.from_numpy(default.datasets["train"].images[0]).permute(2, 0, 1)
-    tgt = torch.from_numpy(default.datasets["train"].targets[0]).long()[None]
+    plain = MSRCDataModule(str(data_dir), url=archive_url, crop_size=CROP, augment=False)
+    plain.setup("fit")
+    assert isinstance(plain.datasets["train"].transform, EvalPreset)
+    img = torch.from_numpy(plain.datasets["train"].images[0]).permute(2, 0, 1)
+    tgt = torch.from_numpy(plain.datasets["train"].targets[0]).long()[None]
     cx, cy = center_crop(img, tgt, CROP)
-    x, y = default.datasets["train"][0]
+    x, y = plain.datasets["train"][0]
     assert torch.equal(y, cy[0]) and torch.allclose(x[0], (cx[0].float() / 255 - 0.485) / 0.229)
 
 
