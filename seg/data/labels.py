@@ -24,9 +24,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def default_palette(n: int) -> np.ndarray:
-    """``n`` distinct colours (n x 3 uint8): PASCAL VOC's bit-interleaved colour map, the palette most
-    segmentation masks and viewers use, so ids 0..n-1 look as they would in a VOC palette PNG."""
-    ids = np.arange(n)
+    """``n`` distinct colours (n x 3 uint8) for classes whose data names none: PASCAL VOC's bit-interleaved
+    colour map from its second entry on, so that no class is painted black (black is how every picture
+    shows ignored pixels; VOC's entry 0 is black)."""
+    ids = np.arange(1, n + 1)
     palette = np.zeros((n, 3), np.int64)
     for shift in range(7, -1, -1):
         for channel in range(3):
