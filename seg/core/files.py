@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process umask (the bits a new file does not get)."""
     mask = os.umask(0)  # reading the umask means setting it: put it straight back
     os.umask(mask)
     return mask
@@ -27,7 +28,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
         f.write(data)
     try:
-        os.chmod(f.name, 0o666 & ~_umask())
+        os.chmod(f.name, 0o666 & ~current_umask())
         os.replace(f.name, path)
     except BaseException:
         Path(f.name).unlink(missing_ok=True)

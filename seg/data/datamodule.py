@@ -172,12 +172,16 @@ class SegDataModule(pl.LightningDataModule):
     how = "the data set's own split"
 
     def write_splits(self, folder: str | Path) -> Path:
-        """The item names of every split (after folds) as ``<folder>/{train,val,test}.txt``: the run records
-        exactly what it trained, validated and tested on."""
+        """The item names of every split (after folds) as ``<folder>/{train,val,test}.txt`` and the classes as
+        ``<folder>/classes.txt`` (``name R G B``): the run records exactly what it trained, validated and
+        tested on, and with which classes."""
         folder = Path(folder)
         for split in SPLITS:
             names = [str(getattr(i, "name", i)) for i in self.items(split)]
             atomic_write(folder / f"{split}.txt", "".join(f"{n}\n" for n in names))
+        labels = self.label_set()  # and the classes in their order (those of an export's JSONs: found, sorted)
+        rows = (f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(labels.names, labels.palette.tolist()))
+        atomic_write(folder / "classes.txt", "".join(rows))
         return folder
 
     # ------------------------------------------------------------------ Lightning hooks -------------

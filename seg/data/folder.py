@@ -18,7 +18,7 @@ in the masks (``class_0`` ..., colours from a palette PNG or the default palette
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from seg.core.errors import ConfigError
 from seg.data.labels import LabelSet, default_palette
-from seg.data.masks import MASK_SUFFIXES, DataFileError, read_image, read_mask
+from seg.data.masks import LOSSY_SUFFIXES, MASK_SUFFIXES, DataFileError, binarize, read_image, read_mask
 from seg.data.photos import IMAGE_SUFFIXES
 from seg.data.splits import SPLITS, read_split, seeded_split
 
@@ -45,11 +45,15 @@ class Item:
 
 @dataclass
 class Catalogue:
-    """The items of each split, the files that could not be paired, and how the split was made."""
+    """The items of each split, the files that could not be paired, and how the split was made; ``labels``:
+    the classes the export itself names (a CVAT labelmap, LabelMe's labels, COCO's categories), if any."""
 
     splits: dict[str, list[Item]]
     problems: list[str]
     how: str
+    labels: LabelSet | None = None
+    format: str = "masks"
+    notes: list[str] = field(default_factory=list)  # what the export holds that is worth a word, not a problem
 
 
 def _under(root: Path, folder: str | Path) -> Path:
@@ -75,6 +79,10 @@ def pair(images: Path, masks: Path, mask_suffix: str = "") -> tuple[dict[str, It
         if mask_suffix and not p.stem.endswith(mask_suffix):
             continue
         stem = p.stem[: len(p.stem) - len(mask_suffix)] if mask_suffix else p.stem
+        if stem in labels and (p.suffix.lower() in LOSSY_SUFFIXES) != (labels[stem].suffix.lower() in LOSSY_SUFFIXES):
+            if p.suffix.lower() not in LOSSY_SUFFIXES:  # a lossless mask beside a JPEG one: the lossless one
+                labels[stem] = p
+            continue
         if stem in labels:
             problems.append(f"two masks for {stem}: {labels[stem].name} and {p.name} in {masks}")
         labels.setdefault(stem, p)
@@ -100,6 +108,9 @@ class Layout:
     train: Mapping[str, str | None] | None = None
     val: Mapping[str, str | None] | None = None
     test: Mapping[str, str | None] | None = None
+    # the export to read (seg.data.formats): auto (detected from the files), masks, voc, labelme, coco
+    format: str = "auto"
+    coco_crowd: str = "class"  # a COCO iscrowd region: pixels of its class, or ignore
 
     @classmethod
     def of(cls, settings: dict[str, Any]) -> Layout:
@@ -125,6 +136,31 @@ def catalogue(root: str | Path, layout: Layout = Layout()) -> Catalogue:
         return _per_split(root, folders, mask_suffix)
     pairs, lonely_photos, lonely_masks, problems = pair(_under(root, images), _under(root, masks), mask_suffix)
     lists_dir = _under(root, splits_dir) if splits_dir else root
+    expected = f"(photos in {_under(root, images)}, masks in {_under(root, masks)} named <name>{mask_suffix}.png)"
+    listed = split_pairs(pairs, lists_dir, split_fractions, split_seed, problems, expected)
+    if not listed.how.startswith("split lists"):  # every pair is used: a file without its pair is a problem
+        listed.problems += [
+            f"photo without a mask: {p} (expected {_under(root, masks)}/{p.stem}{mask_suffix}.png)"
+            for p in lonely_photos
+        ]
+        listed.problems += [f"mask without a photo: {p}" for p in lonely_masks]
+    return listed
+
+
+POOL_LIST = "default.txt"  # CVAT's one list of every item (ImageSets/Segmentation/default.txt): a pool to split
+
+
+def split_pairs(
+    pairs: dict[str, Item],
+    lists_dir: Path,
+    split_fractions: Sequence[float],
+    split_seed: int,
+    problems: list[str],
+    expected: str = "",
+) -> Catalogue:
+    """``pairs`` into splits: by the split lists ``lists_dir/{train,val,test}.txt`` where there are any
+    (no test list: the test stage scores val), else a seeded split of the pool (of the names
+    ``lists_dir/default.txt`` lists, if that is the only list, as CVAT writes it)."""
     lists = {s: lists_dir / f"{s}.txt" for s in SPLITS if (lists_dir / f"{s}.txt").is_file()}
     if lists:
         splits: dict[str, list[Item]] = {}
@@ -133,8 +169,7 @@ def catalogue(root: str | Path, layout: Layout = Layout()) -> Catalogue:
             missing = [n for n in names if n not in pairs]
             if missing:
                 problems.append(
-                    f"{path} lists {len(missing)} names without a photo and mask pair, e.g. {missing[:3]} "
-                    f"(photos in {_under(root, images)}, masks in {_under(root, masks)} named <name>{mask_suffix}.png)"
+                    f"{path} lists {len(missing)} names without a photo and mask pair, e.g. {missing[:3]} {expected}"
                 )
             splits[split] = [pairs[n] for n in names if n in pairs]
         how = f"split lists in {lists_dir}"
@@ -143,17 +178,19 @@ def catalogue(root: str | Path, layout: Layout = Layout()) -> Catalogue:
         for split in SPLITS:
             splits.setdefault(split, [])
         return Catalogue(splits, problems, how)
-    problems += [
-        f"photo without a mask: {p} (expected {_under(root, masks)}/{p.stem}{mask_suffix}.png)" for p in lonely_photos
-    ]
-    problems += [f"mask without a photo: {p}" for p in lonely_masks]
-    names = seeded_split(list(pairs), split_fractions, split_seed)
+    pool, where = pairs, f"no split lists in {lists_dir}"
+    if (lists_dir / POOL_LIST).is_file():
+        names = read_split(lists_dir / POOL_LIST, IMAGE_SUFFIXES + MASK_SUFFIXES)
+        missing = [n for n in names if n not in pairs]
+        if missing:
+            problems.append(f"{lists_dir / POOL_LIST} lists {len(missing)} names without a pair, e.g. {missing[:3]}")
+        pool, where = {n: pairs[n] for n in names if n in pairs}, f"the pool listed in {lists_dir / POOL_LIST}"
+    names_of = seeded_split(list(pool), split_fractions, split_seed)
     shares = "/".join(f"{f:g}" for f in split_fractions)
     return Catalogue(
-        {s: [pairs[n] for n in names[s]] for s in SPLITS},
+        {s: [pool[n] for n in names_of[s]] for s in SPLITS},
         problems,
-        f"a seeded split of the {len(pairs)} pairs ({shares}, data.split_seed={split_seed}); no split lists "
-        f"in {lists_dir}",
+        f"a seeded split of the {len(pool)} pairs ({shares}, data.split_seed={split_seed}); {where}",
     )
 
 
@@ -198,20 +235,46 @@ def read_classes(path: Path) -> tuple[list[str], list[list[int] | None], list[tu
     return names, colours, ignore
 
 
+LABELMAP_FILE = "labelmap.txt"  # CVAT's "Segmentation mask 1.1" colour table: name:r,g,b:parts:actions
+
+
+def read_labelmap(path: Path) -> tuple[list[str], list[list[int]]]:
+    """CVAT's ``labelmap.txt``: the class names in order and each one's colour (``background:0,0,0::`` is a
+    class, class 0, as CVAT draws unlabelled pixels)."""
+    names, colours = [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields_ = line.split(":")
+        rgb = fields_[1].split(",") if len(fields_) > 1 else []
+        if len(rgb) != 3 or not all(v.strip().isdigit() and 0 <= int(v) <= 255 for v in rgb):
+            raise ConfigError(f"{path}:{number}: expected 'name:r,g,b:parts:actions', got {line.strip()!r}")
+        names.append(fields_[0].strip())
+        colours.append([int(v) for v in rgb])
+    if not names:
+        raise ConfigError(f"{path} names no classes: one 'name:r,g,b::' line per class")
+    return names, colours
+
+
 def label_set(
     root: str | Path,
     classes: Sequence[str] | None,
     ignore_index: int,
     found_ids: Sequence[int] = (),
     palette: np.ndarray | None = None,
+    table: LabelSet | None = None,
 ) -> LabelSet | None:
-    """The classes of a folder data set: ``data.classes``, else ``ROOT/classes.txt``, else (``found_ids``,
-    the ids seen in the masks) ``class_0`` .. ``class_N``; colours from classes.txt, a palette PNG's
-    palette, or the default palette. None: the classes are to be found in the masks first."""
+    """The classes of a folder data set: ``data.classes``, else ``ROOT/classes.txt``, else the export's own
+    ``table`` (:attr:`Catalogue.labels`), else (``found_ids``, the ids seen in the masks) ``class_0`` ..
+    ``class_N``; colours from classes.txt, the export, a palette PNG's palette, or the default palette.
+    None: the classes are to be found in the masks first."""
     path = Path(root).expanduser() / CLASSES_FILE
     if classes:
         names = [str(c) for c in classes]
-        return _coloured(names, [None] * len(names), [], ignore_index, palette)
+        known = table.palette.tolist() if table is not None and table.num_classes == len(names) else None
+        return _coloured(names, known or [None] * len(names), [], ignore_index, palette)
+    if table is not None and not path.is_file():
+        return LabelSet(table.names, table.palette, ignore_index, table.ignore_colours)
     if path.is_file():
         return _coloured(*read_classes(path), ignore_index, palette)
     ids = [i for i in found_ids if i != ignore_index]
@@ -243,10 +306,13 @@ class FolderReader:
     """Reads an :class:`Item` as (photo HxWx3 uint8, class ids HxW); hashable, so decoded splits can be cached."""
 
     labels: LabelSet
+    binary: int | None = None  # masks read as binary: values at or above it are class 1 (the survey decides)
 
     def __call__(self, item: Item) -> tuple[np.ndarray, np.ndarray]:
         image = read_image(item.image)
         ids, _, _ = read_mask(item.mask, self.labels)
+        if self.binary is not None:
+            ids = binarize(ids, self.binary)
         if ids.shape != image.shape[:2]:
             raise DataFileError(
                 f"{item.mask}: size {ids.shape[1]}x{ids.shape[0]} differs from its photo "

@@ -8,10 +8,12 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, ClassVar
 
-from seg.core.rules import ABSENT, Get, Settings, given, integer, is_number, switch
+from seg.core.rules import ABSENT, Get, Settings, given, integer, is_number, one_of, switch
+from seg.data.coco import CROWD
 from seg.data.datamodule import DataCheckError, SegDataModule
 from seg.data.dataset import Reader
-from seg.data.folder import Catalogue, FolderReader, Layout, catalogue
+from seg.data.folder import Catalogue, FolderReader, Layout
+from seg.data.formats import FORMATS, read_catalogue
 from seg.data.labels import LabelSet
 from seg.data.survey import Survey, report, survey
 
@@ -41,7 +43,10 @@ class FolderDataModule(SegDataModule):
 
     SETTINGS: ClassVar[Settings] = SegDataModule.SETTINGS | Settings(
         {
-            "ignore_index": integer(),
+            "ignore_index": integer(null=True),
+            "binary_threshold": integer(1, 255, null=True),
+            "format": one_of(*FORMATS),
+            "coco_crowd": one_of(*CROWD),
             "classes": _names,
             "split_fractions": _fractions,
             "split_seed": integer(),
@@ -54,9 +59,10 @@ class FolderDataModule(SegDataModule):
         self,
         root: str,
         classes: Sequence[str] | None = None,
-        ignore_index: int = 255,
+        ignore_index: int | None = None,
         allow_unseen_classes: bool = False,
         cache_dir: str | None = None,
+        binary_threshold: int | None = None,
         **settings: Any,
     ) -> None:
         """``settings``: the layout (:class:`seg.data.folder.Layout`: images, masks, mask_suffix, splits_dir,
@@ -74,14 +80,16 @@ class FolderDataModule(SegDataModule):
     def catalogue(self) -> Catalogue:
         """The items of each split as the layout settings find them (looked up once)."""
         if self._catalogue is None:
-            self._catalogue = catalogue(self.hparams.root, self.layout)
+            hp = self.hparams
+            ignore = 255 if hp.ignore_index is None else hp.ignore_index
+            self._catalogue = read_catalogue(hp.root, self.layout, hp.cache_dir, ignore)
         return self._catalogue
 
     def survey(self) -> Survey:
         """The data set's survey (read once, cached on disk): every split's statistics and problems."""
         if self._survey is None:
             hp = self.hparams
-            args = (hp.root, hp.classes, hp.ignore_index, hp.allow_unseen_classes, hp.cache_dir)
+            args = (hp.root, hp.classes, hp.ignore_index, hp.allow_unseen_classes, hp.cache_dir, hp.binary_threshold)
             self._survey = survey(self.catalogue, *args)
         return self._survey
 
@@ -90,7 +98,7 @@ class FolderDataModule(SegDataModule):
 
     @property
     def reader(self) -> Reader:
-        return FolderReader(self.label_set())
+        return FolderReader(self.label_set(), self.survey().binary)
 
     def prepare_data(self) -> None:
         """Check the data set before any work: a problem is an error naming its file."""

@@ -17,7 +17,8 @@ from seg.core.errors import SegError
 from seg.data.labels import LabelSet
 from seg.data.photos import UNREADABLE, to_rgb
 
-MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")  # lossless formats only: a JPEG mask blurs the ids
+LOSSY_SUFFIXES = (".jpg", ".jpeg")  # masks saved as JPEG: paired and read, but the survey names them (blurred ids)
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif", *LOSSY_SUFFIXES)
 INDEX_MODES = ("L", "P", "I;16", "I;16L", "I;16B", "I", "LA", "PA")  # one value per pixel: the class id
 COLOUR_MODES = ("RGB", "RGBA")  # a colour per pixel, decoded by the label set's table
 
@@ -82,3 +83,9 @@ def read_mask(path: Path, labels: LabelSet | None) -> tuple[np.ndarray, str, dic
         )
     ids, unknown = labels.decode_colours(values[..., :3], str(path))
     return ids, mode, unknown
+
+
+def binarize(ids: np.ndarray, threshold: int) -> np.ndarray:
+    """A binary mask's values as class ids: 1 at or above ``threshold``, else 0 (black-and-white masks,
+    also when JPEG blurred their edges)."""
+    return (ids >= threshold).astype(np.int64)

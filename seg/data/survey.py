@@ -20,8 +20,8 @@ import numpy as np
 
 from seg.core.files import atomic_write
 from seg.data.folder import CLASSES_FILE, Catalogue, Item, label_set
-from seg.data.labels import LabelSet
-from seg.data.masks import DataFileError, mask_palette, read_mask
+from seg.data.labels import LabelSet, default_palette
+from seg.data.masks import LOSSY_SUFFIXES, DataFileError, binarize, mask_palette, read_mask
 from seg.data.photos import PhotoError, photo_sizes
 from seg.data.splits import SPLITS
 
@@ -49,6 +49,8 @@ class Survey:
     notes: list[str]
     classes_of: dict[str, list[int]]
     how: str
+    binary: int | None = None  # masks read as binary: values at or above this are class 1
+    format: str = "masks"  # the export read (seg.data.formats)
 
     @property
     def label_set(self) -> LabelSet:
@@ -81,26 +83,74 @@ def survey(
     cat: Catalogue,
     root: str | Path,
     classes: list[str] | None = None,
-    ignore_index: int = 255,
+    ignore_index: int | None = None,
     allow_unseen_classes: bool = False,
     cache_dir: str | Path | None = None,
+    binary_threshold: int | None = None,
 ) -> Survey:
-    """Read every mask of ``cat`` once (and each photo's header) and report; cached in ``cache_dir``."""
-    settings = {"root": str(root), "classes": classes, "ignore_index": ignore_index, "allow": allow_unseen_classes}
+    """Read every mask of ``cat`` once (and each photo's header) and report; cached in ``cache_dir``.
+    ``ignore_index`` None: 255, unless the masks are binary 0/255 (then 255 is the foreground class);
+    ``binary_threshold``: mask values at or above it are class 1, below it class 0 (lossy binary masks)."""
+    settings = {
+        "root": str(root),
+        "classes": classes,
+        "ignore_index": ignore_index,
+        "allow": allow_unseen_classes,
+        "binary": binary_threshold,
+        "table": cat.labels.to_dict() if cat.labels is not None else None,
+    }
     cached = Path(cache_dir) / f"survey-{_fingerprint(cat, settings)}.json" if cache_dir else None
     if cached is not None and cached.is_file():
         return Survey.from_json(cached.read_text())
-    result = _survey(cat, root, classes, ignore_index, allow_unseen_classes)
+    result = _survey(cat, root, classes, ignore_index, allow_unseen_classes, binary_threshold)
     if cached is not None and not result.problems:  # a data set with problems is read again once fixed
         with contextlib.suppress(OSError):  # a read-only cache folder: the survey is simply not kept
             atomic_write(cached, result.to_json())
     return result
 
 
-def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen) -> Survey:
-    problems = list(cat.problems)
+BINARY = {0, 255}  # the values of a binary mask saved as 8-bit black and white
+DEFAULT_IGNORE = 255
+
+
+def _lossy(path: Path, ids: np.ndarray, threshold: int | None, problems: list[str], notes: list[str]) -> None:
+    """A mask saved as JPEG: its ids are blurred at every edge. Named with how far from two values it is."""
+    values = np.unique(ids)
+    off = float(np.isin(ids, list(BINARY), invert=True).mean())
+    line = (
+        f"{path}: a mask saved as lossy JPEG ({len(values)} distinct values, {100 * off:.1f}% of its pixels "
+        f"neither 0 nor 255)"
+    )
+    if threshold is not None:
+        notes.append(f"{line}: read as binary, values >= data.binary_threshold={threshold} are class 1")
+    else:
+        problems.append(
+            f"{line}; JPEG blurs class ids at every edge: save the masks as PNG, or, for a binary (black and "
+            f"white) mask, set data.binary_threshold=128"
+        )
+
+
+def _size_problem(item: Item, ids: np.ndarray, size: tuple[int, int], stored: tuple[int, int]) -> str:
+    h, w = ids.shape
+    line = f"{item.mask}: size {w}x{h} differs from its photo {item.image} ({size[0]}x{size[1]})"
+    if stored == (w, h):
+        return line + (
+            f"; the mask fits the photo as stored ({stored[0]}x{stored[1]}), but its EXIF orientation turns "
+            f"it upright, as the labelling tools (LabelMe, CVAT) and training show it: draw the mask on the "
+            f"upright photo, or save the photo without its EXIF orientation"
+        )
+    scale = size[0] / w
+    if scale != 1 and size[1] == round(h * scale) and (scale.is_integer() or (1 / scale).is_integer()):
+        ratio = f"{scale:g}x" if scale > 1 else f"1/{1 / scale:g}"
+        return line + f": the photo is {ratio} its mask (same aspect); resize the photos to their masks' size"
+    return line
+
+
+def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen, binary_threshold=None) -> Survey:
+    problems, notes = list(cat.problems), list(cat.notes)
     items = [i for s in SPLITS for i in cat.splits[s]]
-    labels = label_set(root, classes, ignore_index)
+    ignore = DEFAULT_IGNORE if ignore_index is None else ignore_index
+    labels = label_set(root, classes, ignore, table=cat.labels)
     first = next((i.mask for i in items), None)
     palette = mask_palette(first) if first is not None else None
     read: dict[Item, Read] = {}
@@ -112,6 +162,10 @@ def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen) -> Survey
             problems.append(str(e))
             read[item] = Read(item.name, None, "unreadable", str(item.mask))
             continue
+        if item.mask.suffix.lower() in LOSSY_SUFFIXES:
+            _lossy(item.mask, ids, binary_threshold, problems, notes)
+        if binary_threshold is not None:
+            ids = binarize(ids, binary_threshold)
         if unknown:
             shown = ", ".join(f"{c} ({n} px)" for c, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:3])
             problems.append(
@@ -126,21 +180,25 @@ def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen) -> Survey
             problems.append(str(e))
             continue
         if size != (ids.shape[1], ids.shape[0]):
-            turned = (
-                f"; the mask fits the photo as stored ({stored[0]}x{stored[1]}), but its EXIF orientation turns "
-                f"it upright, as the labelling tools (LabelMe, CVAT) and training show it: draw the mask on the "
-                f"upright photo, or save the photo without its EXIF orientation"
-                if stored == (ids.shape[1], ids.shape[0])
-                else ""
-            )
-            problems.append(
-                f"{item.mask}: size {ids.shape[1]}x{ids.shape[0]} differs from its photo {item.image} "
-                f"({size[0]}x{size[1]}){turned}"
-            )
+            problems.append(_size_problem(item, ids, size, stored))
+    binary = binary_threshold
+    two = (labels is None or labels.num_classes <= 2) and cat.format in ("masks", "voc")
+    if binary is None and ignore_index is None and two and DEFAULT_IGNORE in found and found <= BINARY:
+        binary = 128  # black-and-white masks: background and foreground, 255 is not "ignored"
+        notes.append("binary masks (0 and 255): two classes, 255 is the foreground (data.ignore_index=255 ignores it)")
+        for r in read.values():
+            if r.ids is not None:
+                r.ids = binarize(r.ids, binary)
+    if labels is None and (binary is not None or found == {0, 1}):  # black and white, or 0/1
+        labels = LabelSet(("background", "foreground"), default_palette(2), ignore)
     if labels is None:
-        labels = label_set(root, None, ignore_index, sorted(found), palette)
-        labels = labels or LabelSet(("class_0",), [[0, 0, 0]], ignore_index)  # masks all ignored: one class
-    return tally({s: [read[i] for i in cat.splits[s]] for s in SPLITS}, labels, allow_unseen, problems, cat.how)
+        labels = label_set(root, None, ignore, sorted(found), palette)
+        labels = labels or LabelSet(("class_0",), [[0, 0, 0]], ignore)  # masks all ignored: one class
+    found_survey = tally({s: [read[i] for i in cat.splits[s]] for s in SPLITS}, labels, allow_unseen, problems, cat.how)
+    found_survey.notes[:0] = notes
+    found_survey.binary = binary
+    found_survey.format = cat.format
+    return found_survey
 
 
 @dataclass
@@ -199,7 +257,7 @@ def tally(splits: dict[str, list[Read]], labels: LabelSet, allow_unseen: bool, p
 def report(result: Survey) -> str:
     """The survey as text: a line per split, a table of classes (pixel share and images per split), the problems."""
     labels = result.label_set
-    lines = [f"splits: {result.how}"]
+    lines = [f"format: {result.format}", f"splits: {result.how}"]
     for split, s in result.splits.items():
         sizes = ", ".join(f"{k} ({v})" for k, v in list(s.sizes.items())[:4]) + (" ..." if len(s.sizes) > 4 else "")
         modes = ", ".join(f"{k} ({v})" for k, v in s.mask_modes.items())
