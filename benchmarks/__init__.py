@@ -1,6 +1,6 @@
 """Benchmarks: ``python -m benchmarks.speed`` (training/inference speed), ``python -m benchmarks.data``
 (data loading). Shared here: the machine description, the run's clock and output folder, the report writer,
-and the writing of a data set folder whole or not at all."""
+and (from seg.core.files) the writing of a folder whole or not at all."""
 
 from __future__ import annotations
 
@@ -8,13 +8,7 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-from seg.core.errors import SegError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,21 +57,3 @@ def write_report(out: Path, stem: str, report: dict, table: str) -> None:
     (out / f"{stem}.md").write_text(table)
     print(table)
     print(f"written: {out / f'{stem}.json'}, {out / f'{stem}.md'}")
-
-
-@contextmanager
-def new_folder(out: Path) -> Iterator[Path]:
-    """A folder to fill, beside ``out``, renamed to ``out`` when the block ends without error (else deleted):
-    an interrupted run leaves no half data set. ``out`` must be new or empty: nothing of the user's is replaced."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SegError(f"{out}: exists and is not empty; name a new folder (nothing was changed)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp)
-        raise
-    if out.exists():
-        out.rmdir()
-    tmp.rename(out)

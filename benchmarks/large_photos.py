@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks import new_folder
 from seg.core.errors import SegError
+from seg.core.files import new_folder
 
 CLASSES = ("sky", "road", "building", "tree", "car")
 COLOURS = np.array([[70, 130, 180], [128, 64, 128], [70, 70, 70], [107, 142, 35], [0, 0, 142]], np.uint8)
@@ -28,7 +28,7 @@ BLOCK = 128  # side of the blocks that carry one class each
 
 def write_photos(out: Path, size: tuple[int, int] = (2048, 1024), count: int = 16, seed: int = 0) -> Path:
     """``count`` photos of ``size`` (width, height) with their masks and split lists at ``out``, a new (or
-    empty) folder written whole or not at all (:func:`benchmarks.new_folder`); returns ``out``."""
+    empty) folder written whole or not at all (:func:`seg.core.files.new_folder`); returns ``out``."""
     if count < 3:
         raise SegError(f"--count {count}: at least 3 photos, one for each of train, val and test")
     with new_folder(out) as tmp:

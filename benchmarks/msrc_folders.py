@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks import new_folder
 from seg.core.errors import SegError
+from seg.core.files import new_folder
 from seg.data.archive import DEFAULT_SHA256, DEFAULT_URL, item_paths, load_item, prepare_data
 from seg.data.labels import LABELS, MSRC, VOID
 from seg.data.splits import SPLITS, read_split
@@ -52,7 +52,7 @@ def _mask(ids: np.ndarray, kind: str) -> Image.Image:
 
 def write_folder(msrc_root: Path, out: Path, layout: str = "flat", masks: str = "palette") -> Path:
     """The extracted archive at ``msrc_root`` as a folder data set at ``out``, a new (or empty) folder written
-    whole or not at all (:func:`benchmarks.new_folder`); returns ``out``."""
+    whole or not at all (:func:`seg.core.files.new_folder`); returns ``out``."""
     with new_folder(out) as tmp:
         _write(msrc_root, tmp, layout, masks)
     return out

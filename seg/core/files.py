@@ -6,10 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from seg.core.errors import ConfigError
 
 
 def current_umask() -> int:
@@ -47,3 +51,23 @@ def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> str:
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fields: Sequence[str]) -> None:
     """:func:`csv_text` written atomically to ``path``."""
     atomic_write(path, csv_text(rows, fields))
+
+
+@contextmanager
+def new_folder(out: Path) -> Iterator[Path]:
+    """A folder to fill, beside ``out``, renamed to ``out`` when the block ends without error (else deleted):
+    an interrupted write leaves no half folder. ``out`` must be new or empty: nothing of the user's is replaced."""
+    out = Path(out).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"{out}: exists and is not empty; name a new folder (nothing was changed)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -171,7 +171,9 @@ def _panoptic(coco: Coco, image: Image, ids: np.ndarray, ignore_index: int, crow
     from PIL import Image as PILImage
 
     for _, ann in image.annotations:
-        png = coco.panoptic / ann["file_name"]
+        png = coco.panoptic / str(ann.get("file_name"))
+        if not png.is_file():
+            continue  # reported by read()
         with PILImage.open(png) as im:
             rgb = np.asarray(im.convert("RGB"), np.int64)
         segment = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]

@@ -6,9 +6,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from seg.core.errors import ConfigError
-from seg.core.files import current_umask
+from seg.core.files import new_folder
 from seg.data.labels import LabelSet
 from seg.data.splits import SPLITS
 
@@ -61,12 +58,10 @@ def write_folder(dm: Any, output: Path) -> dict[str, int]:
     labels = dm.label_set()
     if labels.num_classes > IGNORED:
         raise ConfigError(f"{labels.num_classes} classes do not fit 8-bit masks with 255 ignored")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
-    try:
+    counts, written = {}, set()
+    with new_folder(output) as work:
         (work / "images").mkdir()
         (work / "masks").mkdir()
-        counts, written = {}, set()
         for split in SPLITS:
             data = dm.split_dataset(split)
             for i, (item, name) in enumerate(zip(data.items, data.names)):
@@ -80,11 +75,4 @@ def write_folder(dm: Any, output: Path) -> dict[str, int]:
             counts[split] = len(data.names)
         rows = [f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(labels.names, labels.palette.tolist())]
         (work / "classes.txt").write_text("".join(rows))
-        os.chmod(work, 0o777 & ~current_umask())
-        if output.exists():
-            output.rmdir()  # empty, checked above
-        os.replace(work, output)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return counts

@@ -164,3 +164,25 @@ def write_binary(root: Path, n: int = 6, values: tuple[int, int] = (0, 255), suf
             root / "masks" / f"photo_{i:03d}{suffix}", **({"quality": 75} if suffix == ".jpg" else {})
         )
     return root
+
+
+def write_coco_panoptic(root: Path, n: int = 4) -> Path:
+    """A COCO panoptic export: ``annotations/panoptic_default.json`` (segments_info per photo) and its PNGs
+    in ``annotations/panoptic_default/`` (segment id = R + 256 G + 256^2 B), photos in ``images/``."""
+    (root / "images").mkdir(parents=True)
+    (root / "annotations" / "panoptic_default").mkdir(parents=True)
+    images, annotations = [], []
+    for i in range(n):
+        w, h = SIZES[i % len(SIZES)]
+        photo, ids = scene(i, w, h)
+        Image.fromarray(photo).save(root / "images" / f"photo_{i:03d}.jpg", quality=95)
+        segment = np.where(ids > 0, ids * 1000 + 7, 0)  # ids 1007, 2007, 3007; 0 = unlabelled
+        rgb = np.stack([segment % 256, segment // 256 % 256, segment // 65536], -1).astype(np.uint8)
+        Image.fromarray(rgb).save(root / "annotations" / "panoptic_default" / f"photo_{i:03d}.png")
+        images.append({"id": i, "width": w, "height": h, "file_name": f"photo_{i:03d}.jpg"})
+        infos = [{"id": int(c) * 1000 + 7, "category_id": int(c), "iscrowd": 0} for c in np.unique(ids) if c > 0]
+        annotations.append({"image_id": i, "file_name": f"photo_{i:03d}.png", "segments_info": infos})
+    categories = [{"id": k + 1, "name": c, "isthing": int(c == "car")} for k, c in enumerate(CLASSES)]
+    doc = {"info": {}, "images": images, "annotations": annotations, "categories": categories}
+    (root / "annotations" / "panoptic_default.json").write_text(json.dumps(doc))
+    return root

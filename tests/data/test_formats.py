@@ -18,6 +18,7 @@ from exports import (
     scene,
     write_binary,
     write_coco,
+    write_coco_panoptic,
     write_cvat_masks,
     write_labelme,
 )
@@ -186,6 +187,18 @@ def test_coco_polygons_rle_overlaps_and_crowds(tmp_path):
     ignore = read_catalogue(root, Layout(coco_crowd="ignore"), cache_dir=tmp_path / "cache")
     ids = np.array(Image.open(every_item(ignore)["photo_000"].mask))
     assert (ids[2:6, 2:6] == 2).all() and set(np.unique(ids)) == {1, 2, 3, 255}
+
+
+def test_coco_panoptic_segments_read_as_their_categories(tmp_path):
+    root = write_coco_panoptic(tmp_path / "panoptic")
+    cat = read_catalogue(root, Layout(), cache_dir=tmp_path / "cache")
+    assert cat.format == "coco" and cat.problems == [] and cat.labels.names == ("background", *CLASSES)
+    for name, item in every_item(cat).items():
+        i = int(name[-3:])
+        assert np.array_equal(np.array(Image.open(item.mask)), scene(i, *SIZES[i % len(SIZES)])[1]), name
+    (root / "annotations" / "panoptic_default" / "photo_001.png").unlink()
+    missing = read_catalogue(root, Layout(), cache_dir=tmp_path / "cache")
+    assert any("annotation 1's panoptic PNG" in p and "photo_001.png is missing" in p for p in missing.problems)
 
 
 def test_coco_problems_name_the_file_and_the_annotation(tmp_path):
