@@ -6,6 +6,7 @@ import json
 import math
 import statistics
 
+import numpy as np
 import pytest
 
 from helpers import run_module
@@ -165,3 +166,29 @@ def test_curves_report_minutes_to_accuracy_and_draw_them(tiny_run, tmp_path):
     table = json.loads(proc.stdout)
     assert set(table["tiny"]) == {"64%", "85%", "90%", "best"} and 0 <= table["tiny"]["best"] <= 1
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_exports_benchmark_reads_each_export_twice_and_as_the_masks(tmp_path, monkeypatch):
+    """On a small data set with a classes.txt: LabelMe and COCO exports written from its masks read back as
+    them (COCO's RLE exactly, LabelMe's traced polygons nearly), the second read from the cache."""
+    import sys
+
+    from PIL import Image
+
+    from benchmarks import exports
+
+    from helpers import write_folder_dataset
+
+    root = write_folder_dataset(tmp_path / "own", per_split=None)
+    for mask in (root / "masks").iterdir():  # class 0 is the exports' background: no ignored band here
+        Image.fromarray(np.where(np.array(Image.open(mask)) == 255, 0, np.array(Image.open(mask)))).save(mask)
+    (root / "classes.txt").write_text("sky\nroad\ncar\n")
+    ids = exports.outlines(np.pad(np.ones((4, 5), bool), 2))
+    assert len(ids) == 1 and min(x for x, _ in ids[0]) == 1.5  # the outline around pixels 2..6
+    monkeypatch.setattr(sys, "argv", ["exports", "--data", str(root), "--out", str(tmp_path / "bench")])
+    exports.main()
+    rows = json.loads((tmp_path / "bench" / "exports.json").read_text())["rows"]
+    assert set(rows) == {"masks", "labelme", "coco"} and all(r["photos"] == 10 for r in rows.values())
+    assert rows["labelme"]["format"] == "labelme" and rows["coco"]["format"] == "coco"
+    assert rows["coco"]["pixels_as_masks"] == 1.0 and rows["labelme"]["pixels_as_masks"] > 0.97
+    assert "| labelme | 10 |" in (tmp_path / "bench" / "exports.md").read_text()

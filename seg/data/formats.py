@@ -51,12 +51,13 @@ def _jsons(root: Path) -> list[Path]:
     return sorted({p for p in found if p.is_file()})
 
 
-SNIFF = 1 << 20  # bytes of a JSON read to tell its kind; a larger one is told by the keys in them
+SNIFF = 1 << 14  # bytes of a JSON read to tell its kind (parsed if whole; else told by the keys in them)
 
 
 def _kind(path: Path) -> str | None:
-    """``labelme``, ``coco`` or None, by the JSON's keys (a large file by the keys in its first MiB: LabelMe
-    writes ``shapes`` before the photo it may embed; COCO writers put ``images`` / ``categories`` early)."""
+    """``labelme``, ``coco`` or None, by the JSON's keys (a larger file by the keys in its first 16 KiB, so
+    that a second run does not parse every annotation: LabelMe writes ``shapes`` first, before the photo
+    it may embed; COCO writers put ``images`` / ``categories`` early)."""
     try:
         with path.open("rb") as f:
             head = f.read(SNIFF)
@@ -72,16 +73,23 @@ def _kind(path: Path) -> str | None:
     return "labelme" if '"shapes"' in text else "coco" if '"images"' in text or '"categories"' in text else None
 
 
-def detect(root: Path) -> tuple[str, str]:
-    """The export ``root`` holds and what showed it (see the module); ConfigError when it holds two."""
-    seen: dict[str, str] = {}
-    if (root / LABELMAP_FILE).is_file() or (root / VOC.masks).is_dir():
-        seen["voc"] = f"{LABELMAP_FILE} / {VOC.masks}/"
+def json_kinds(root: Path) -> dict[str, list[Path]]:
+    """The LabelMe and COCO JSON files detection looks at, by kind (each file read once)."""
     kinds: dict[str, list[Path]] = {}
     for path in _jsons(root):
         kind = _kind(path)
         if kind is not None:
             kinds.setdefault(kind, []).append(path)
+    return kinds
+
+
+def detect(root: Path, kinds: dict[str, list[Path]] | None = None) -> tuple[str, str]:
+    """The export ``root`` holds and what showed it (see the module); ConfigError when it holds two.
+    ``kinds``: :func:`json_kinds` of ``root``, if already read."""
+    seen: dict[str, str] = {}
+    if (root / LABELMAP_FILE).is_file() or (root / VOC.masks).is_dir():
+        seen["voc"] = f"{LABELMAP_FILE} / {VOC.masks}/"
+    kinds = json_kinds(root) if kinds is None else kinds
     for kind, paths in kinds.items():
         seen[kind] = f"{paths[0].relative_to(root)}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
     if (root / Layout().images).is_dir() and (root / Layout().masks).is_dir():
@@ -103,7 +111,8 @@ def read_catalogue(
     root, layout = Path(root).expanduser(), layout or Layout()
     if not root.is_dir():
         raise ConfigError(f"data.root={root}: not a folder; point it at the folder holding your images and masks")
-    found = layout.format if layout.format != "auto" else detect(root)[0]
+    kinds = json_kinds(root) if layout.format in ("auto", "labelme", "coco") else {}
+    found = layout.format if layout.format != "auto" else detect(root, kinds)[0]
     if found == "voc":
         plain = Layout()
         if (layout.images, layout.masks, layout.splits_dir) == (plain.images, plain.masks, plain.splits_dir):
@@ -117,7 +126,7 @@ def read_catalogue(
         return cat
     if found == "masks":
         return catalogue(root, layout)
-    drawn = _drawn(root, found, cache_dir, ignore_index, layout.coco_crowd)
+    drawn = _drawn(root, found, kinds.get(found, []), cache_dir, ignore_index, layout.coco_crowd)
     return _split(root, drawn, layout)
 
 
@@ -148,10 +157,11 @@ def _fingerprint(files: list[Path], settings: dict) -> str:
     return h.hexdigest()[:20]
 
 
-def _drawn(root: Path, kind: str, cache_dir: str | Path | None, ignore_index: int, crowd: str) -> dict:
-    """The export's pairs, classes and problems, its masks drawn into the cache (read back when the
-    annotation files, photos and settings are unchanged)."""
-    jsons = [p for p in _jsons(root) if _kind(p) == kind]
+def _drawn(
+    root: Path, kind: str, jsons: list[Path], cache_dir: str | Path | None, ignore_index: int, crowd: str
+) -> dict:
+    """The export's pairs, classes and problems (its ``jsons``), its masks drawn into the cache (read back
+    when the annotation files, photos and settings are unchanged)."""
     if not jsons:
         raise ConfigError(f"data.format={kind}: no {kind} JSON in {root} (looked in it, annotations/, one folder down)")
     tables = [root / n for n in (labelme.LABELS_FILE, CLASSES_FILE) if (root / n).is_file()]
@@ -185,7 +195,7 @@ def _save(ids: np.ndarray, path: Path) -> None:
 
 def _draw_labelme(root: Path, jsons: list[Path], folder: Path, ignore_index: int) -> dict:
     table = root / labelme.LABELS_FILE
-    anns, problems = [], []
+    anns, problems, empty = [], [], []
     for path in jsons:
         try:
             anns.append(labelme.read_annotation(path))
@@ -223,12 +233,16 @@ def _draw_labelme(root: Path, jsons: list[Path], folder: Path, ignore_index: int
                     f"{ann.json}: shape {k} has the label {shape['label']!r}, not in {how}; add it to {table.name}"
                 )
         if not any(isinstance(s, dict) and (s.get("shape_type") or "polygon") != "point" for s in ann.shapes):
-            problems.append(f"{ann.json}: no shapes that cover pixels (an empty annotation: all background)")
+            empty.append(ann.json)  # a photo of background only is real data (LabelMe's own conversion agrees)
         mask = folder / "masks" / f"{name}.png"
         _save(labelme.draw(ann, size, ids_of, ignore_index), mask)
         pairs[name] = [str(photo), str(mask)]
+    notes = []
+    if empty:
+        notes.append(f"{len(empty)} JSON(s) without shapes that cover pixels, drawn as all {names[0]}, e.g. {empty[0]}")
     palette = default_palette(len(names))
-    return {"pairs": pairs, "problems": problems, "labels": LabelSet(tuple(names), palette, ignore_index).to_dict()}
+    labels = LabelSet(tuple(names), palette, ignore_index).to_dict()
+    return {"pairs": pairs, "problems": problems, "notes": notes, "labels": labels}
 
 
 def _photo_of(ann: labelme.Annotation, folder: Path) -> tuple[Path, tuple[int, int]]:

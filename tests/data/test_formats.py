@@ -144,6 +144,9 @@ def test_labelme_problems_name_the_json_and_the_shape(tmp_path, capsys):
     (root / "photo_000.json").write_text(json.dumps(doc))
     empty = json.loads((root / "photo_001.json").read_text()) | {"shapes": []}
     (root / "photo_001.json").write_text(json.dumps(empty))
+    doc = json.loads((root / "photo_003.json").read_text())
+    doc["shapes"][1]["points"] = doc["shapes"][1]["points"][:2]
+    (root / "photo_003.json").write_text(json.dumps(doc))
     (root / "photo_002.png").unlink()
     before = snapshot(root)
     proc = run_module("seg.check", "data=folder", f"data.root={root}", f"paths.data_dir={tmp_path}", check=False)
@@ -151,7 +154,9 @@ def test_labelme_problems_name_the_json_and_the_shape(tmp_path, capsys):
     out = proc.stdout + proc.stderr
     assert f"{root / 'photo_000.json'}: shape 0 has the label 'skyy', not in {root / 'labels.txt'}" in out
     assert f"{root / 'photo_000.json'}: shape 1 (road) lies outside the 64x48 photo" in out
-    assert f"{root / 'photo_001.json'}: no shapes that cover pixels (an empty annotation" in out
+    empty_note = "1 JSON(s) without shapes that cover pixels, drawn as all _background_, e.g. "
+    assert empty_note + str(root / "photo_001.json") in out  # a note: a photo of background only is real data
+    assert f"{root / 'photo_003.json'}: shape 1 (road) is a polygon of 2 points (needs 3): it covers no pixels" in out
     assert f"{root / 'photo_002.json'}: its photo {root / 'photo_002.png'} is missing" in out
     assert "Traceback" not in out and snapshot(root) == before
 
@@ -286,6 +291,19 @@ def test_a_folder_with_two_exports_asks_for_data_format(tmp_path):
     with pytest.raises(ConfigError, match=rf"more than one kind of export: {both}; name .* data.format=coco\|labelme"):
         detect(root)
     assert read_catalogue(root, Layout(format="labelme"), tmp_path / "c").format == "labelme"
+
+
+def test_detection_reads_the_head_of_large_jsons_and_ignores_other_jsons(tmp_path):
+    from seg.data.formats import SNIFF
+
+    root = write_labelme(tmp_path / "lm", n=2)
+    doc = json.loads((root / "photo_000.json").read_text())
+    doc["shapes"] += [doc["shapes"][2]] * 400  # a large annotation: told by its first bytes, not parsed
+    (root / "photo_000.json").write_text(json.dumps(doc, indent=2))
+    assert (root / "photo_000.json").stat().st_size > SNIFF
+    (root / "settings.json").write_text(json.dumps({"images": "not a list", "theme": "dark"}))  # not an export
+    assert detect(root)[0] == "labelme"
+    assert "photo_000.json and 1 more" in detect(root)[1]
 
 
 def test_drawn_masks_are_cached_by_the_annotation_files(tmp_path, monkeypatch):
