@@ -39,7 +39,19 @@ def test_problems_exit_2_with_one_line_each(tmp_path):
     proc = run_module("seg.check", "data=folder", f"data.root={root}", f"hydra.run.dir={tmp_path / 'out'}", check=False)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.splitlines()
-    assert any(line.startswith("photo without a mask: ") and "photo_002.png" in line for line in lines)
-    assert any(line.startswith("mask without a photo: ") and "photo_005.png" in line for line in lines)
+    assert any(
+        line.endswith(
+            f"{root / 'images' / 'photo_002.png'}: a photo without a mask; each photo's mask is "
+            f"{root / 'masks'}/<its name>.png"
+        )
+        for line in lines
+    )
+    assert any(
+        line.endswith(
+            f"{root / 'masks' / 'photo_005.png'}: a mask without a photo; a mask is used only with "
+            "the photo of its name"
+        )
+        for line in lines
+    )
     assert "DataCheckError: 2 problems in the data set" in proc.stderr and "Traceback" not in proc.stderr
     assert (tmp_path / "out" / "check.md").is_file()  # the report is written before the exit

@@ -28,6 +28,7 @@ from seg.core.errors import ConfigError
 from seg.data.labels import LabelSet, default_palette
 from seg.data.masks import LOSSY_SUFFIXES, MASK_SUFFIXES, DataFileError, binarize, read_image, read_mask
 from seg.data.photos import IMAGE_SUFFIXES
+from seg.data.problems import FileProblem
 from seg.data.splits import SPLITS, read_split, seeded_split
 
 CLASSES_FILE = "classes.txt"
@@ -139,12 +140,17 @@ def catalogue(root: str | Path, layout: Layout = Layout()) -> Catalogue:
     expected = f"(photos in {_under(root, images)}, masks in {_under(root, masks)} named <name>{mask_suffix}.png)"
     listed = split_pairs(pairs, lists_dir, split_fractions, split_seed, problems, expected)
     if not listed.how.startswith("split lists"):  # every pair is used: a file without its pair is a problem
-        listed.problems += [
-            f"photo without a mask: {p} (expected {_under(root, masks)}/{p.stem}{mask_suffix}.png)"
-            for p in lonely_photos
-        ]
-        listed.problems += [f"mask without a photo: {p}" for p in lonely_masks]
+        listed.problems += lonely(lonely_photos, lonely_masks, _under(root, masks), mask_suffix)
     return listed
+
+
+def lonely(photos: Sequence[Path], masks: Sequence[Path], mask_dir: Path, mask_suffix: str) -> list[FileProblem]:
+    """The problems of photos without a mask and masks without a photo (grouped when there are many)."""
+    where = f"each photo's mask is {mask_dir}/<its name>{mask_suffix}.png"
+    return [FileProblem(p, "a photo without a mask", where, "photos") for p in photos] + [
+        FileProblem(p, "a mask without a photo", "a mask is used only with the photo of its name", "masks")
+        for p in masks
+    ]
 
 
 POOL_LIST = "default.txt"  # CVAT's one list of every item (ImageSets/Segmentation/default.txt): a pool to split
@@ -207,27 +213,43 @@ def _per_split(root: Path, folders: Mapping[str, Mapping[str, str | None]], mask
         pairs, lonely_photos, lonely_masks, more = pair(
             _under(root, f["images"]), _under(root, f["masks"]), mask_suffix
         )
-        problems += more + [f"photo without a mask: {p}" for p in lonely_photos]
-        problems += [f"mask without a photo: {p}" for p in lonely_masks]
+        problems += more + lonely(lonely_photos, lonely_masks, _under(root, f["masks"]), mask_suffix)
         splits[split] = list(pairs.values())
     return Catalogue(splits, problems, "one folder pair per split")
 
 
+def _is_number(token: str) -> bool:
+    return token.lstrip("+-").isdigit()
+
+
 def read_classes(path: Path) -> tuple[list[str], list[list[int] | None], list[tuple[int, int, int]]]:
-    """``classes.txt``: names, each one's colour (or None), and the colours of ignored pixels (``void``)."""
-    names, colours, ignore = [], [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    """``classes.txt``: names, each one's colour (or None), and the colours of ignored pixels (``void``).
+
+    Read strictly, as a wrong table trains the wrong classes: a line ending in one, two or out-of-range
+    numbers, a name used twice or a line of numbers only is named with its line number. A UTF-8 BOM (as
+    Windows editors write) is not part of the first name."""
+    names, colours, ignore, seen = [], [], [], {}
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         parts = line.split("#", 1)[0].split()
         if not parts:
             continue
-        rgb = parts[-3:] if len(parts) >= 4 and all(v.isdigit() for v in parts[-3:]) else None
+        where, shown = f"{path}:{number}", " ".join(parts)
+        tail = len(parts) - next((i for i in range(len(parts), 0, -1) if not _is_number(parts[i - 1])), 0)
+        if tail in (1, 2):
+            raise ConfigError(f"{where}: {shown!r}: a colour is three values R G B; write 'name' or 'name R G B'")
+        rgb = parts[-3:] if tail >= 3 else None
         name = " ".join(parts[:-3] if rgb else parts)
+        if not name:
+            raise ConfigError(f"{where}: {shown!r} has no class name; write 'name' or 'name R G B'")
         if rgb is not None and not all(0 <= int(v) <= 255 for v in rgb):
-            raise ConfigError(f"{path}:{number}: colour values must be 0..255, got {' '.join(rgb)}")
+            raise ConfigError(f"{where}: colour values must be 0..255, got {' '.join(rgb)}")
         if name.lower() in IGNORE_NAMES:
             if rgb is not None:
                 ignore.append(tuple(int(v) for v in rgb))
             continue
+        if name in seen:
+            raise ConfigError(f"{where}: the class {name!r} is named twice (line {seen[name]} too); names are unique")
+        seen[name] = number
         names.append(name)
         colours.append([int(v) for v in rgb] if rgb else None)
     if not names:
@@ -242,7 +264,7 @@ def read_labelmap(path: Path) -> tuple[list[str], list[list[int]]]:
     """CVAT's ``labelmap.txt``: the class names in order and each one's colour (``background:0,0,0::`` is a
     class, class 0, as CVAT draws unlabelled pixels)."""
     names, colours = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields_ = line.split(":")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -173,8 +174,17 @@ def _drawn(
     index = folder / "drawn.json"
     if index.is_file():
         return json.loads(index.read_text())
-    drawn = _draw_labelme(root, jsons, folder, ignore_index) if kind == "labelme" else None
-    if drawn is None:
+    try:  # a read-only cache folder: the masks would have nowhere to go
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise ConfigError(
+            f"data.cache_dir={cache_dir}: cannot write the masks drawn from the {kind} export there "
+            f"({e.strerror or e}); set data.cache_dir to a folder you can write (nothing is written into {root})"
+        ) from None
+    if kind == "labelme":
+        drawn = _draw_labelme(root, jsons, folder, ignore_index)
+    else:
         drawn = _draw_coco(root, jsons, folder, ignore_index, crowd)
     drawn["format"] = kind
     if not drawn["problems"]:  # an export with problems is read again once fixed

@@ -41,7 +41,7 @@ def is_labelme(doc: Any) -> bool:
 
 def read_labels(path: Path) -> list[str]:
     """``labels.txt``: the class names in order (``__ignore__`` dropped: it is the ignore index, not a class)."""
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
     names = [n for n in names if n != IGNORE_LABEL]
     if not names:
         raise ConfigError(f"{path} names no classes: one label per line, _background_ first")

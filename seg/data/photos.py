@@ -61,10 +61,13 @@ def load_photo(source: PhotoSource) -> np.ndarray:
         raise PhotoError(f"{path}: cannot be read as a photo ({type(e).__name__}: {e})") from e
 
 
-def photo_sizes(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(width, height) of a photo file upright and as stored, from its header without decoding it."""
+def photo_sizes(path: Path, decode: bool = False) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(width, height) of a photo file upright and as stored, from its header without decoding it
+    (``decode``: decoded whole, so that a truncated or corrupt file is found now, not in training)."""
     try:
         with Image.open(path) as im:
+            if decode:
+                im.load()
             w, h = im.size
             # Pillow's TIFF reader reports (and decodes to) the upright size itself
             turned = im.format != "TIFF" and im.getexif().get(0x0112) in _SWAPS_SIDES

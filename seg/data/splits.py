@@ -28,7 +28,7 @@ def read_split(path: Path, suffixes: tuple[str, ...] = (".bmp",)) -> list[str]:
     if not path.is_file():
         raise SplitFileError(f"Split file missing: {path}")
     names = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
         name = line.strip()
         if name:
             names.append(next((name[: -len(s)] for s in suffixes if name.lower().endswith(s)), name))

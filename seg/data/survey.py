@@ -23,6 +23,7 @@ from seg.data.folder import CLASSES_FILE, Catalogue, Item, label_set
 from seg.data.labels import LabelSet, default_palette
 from seg.data.masks import LOSSY_SUFFIXES, DataFileError, binarize, mask_palette, read_mask
 from seg.data.photos import PhotoError, photo_sizes
+from seg.data.problems import FileProblem, grouped
 from seg.data.splits import SPLITS
 
 
@@ -69,7 +70,7 @@ class Survey:
 def _fingerprint(cat: Catalogue, settings: dict[str, Any]) -> str:
     files = sorted({p for items in cat.splits.values() for i in items for p in (i.image, i.mask)})
     h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
-    h.update(b"photos upright\n")  # surveys cached before photos were read upright are made again
+    h.update(b"photos upright, decoded\n")  # surveys cached before photos were read upright and whole: again
     h.update(json.dumps({s: [i.name for i in items] for s, items in cat.splits.items()}).encode())
     for p in files:
         st = p.stat()
@@ -124,10 +125,12 @@ def _lossy(path: Path, ids: np.ndarray, threshold: int | None, problems: list[st
     if threshold is not None:
         notes.append(f"{line}: read as binary, values >= data.binary_threshold={threshold} are class 1")
     else:
-        problems.append(
-            f"{line}; JPEG blurs class ids at every edge: save the masks as PNG, or, for a binary (black and "
-            f"white) mask, set data.binary_threshold=128"
+        advice = (
+            "JPEG blurs class ids at every edge: save the masks as PNG, or, for a binary (black and white) mask, "
+            "set data.binary_threshold=128"
         )
+        detail = f"{len(values)} distinct values, {100 * off:.1f}% of its pixels neither 0 nor 255"
+        problems.append(FileProblem(path, "a mask saved as lossy JPEG", advice, "masks", detail))
 
 
 def _size_problem(item: Item, ids: np.ndarray, size: tuple[int, int], stored: tuple[int, int]) -> str:
@@ -166,16 +169,15 @@ def _survey(cat: Catalogue, root, classes, ignore_index, allow_unseen, binary_th
             _lossy(item.mask, ids, binary_threshold, problems, notes)
         if binary_threshold is not None:
             ids = binarize(ids, binary_threshold)
-        if unknown:
-            shown = ", ".join(f"{c} ({n} px)" for c, n in sorted(unknown.items(), key=lambda kv: -kv[1])[:3])
-            problems.append(
-                f"{item.mask}: {sum(unknown.values())} pixels have colours outside the class table, e.g. {shown}; "
-                f"add them to classes.txt (a class, or 'void R G B' to ignore them)"
-            )
+        for colour, _ in sorted(unknown.items(), key=lambda kv: -kv[1]):
+            rgb = " ".join(str(v) for v in colour)
+            fact = f"the colour {colour} is outside the class table"
+            problems.append(FileProblem(item.mask, fact, f"add it to classes.txt: a class, or 'void {rgb}'", "masks"))
         found |= set(np.unique(ids).tolist())
         read[item] = Read(item.name, ids, mode, str(item.mask))
         try:
-            size, stored = photo_sizes(item.image)  # training reads the photo upright (seg.data.photos)
+            # decoded whole: a truncated photo is named here; training reads it upright (seg.data.photos)
+            size, stored = photo_sizes(item.image, decode=True)
         except PhotoError as e:
             problems.append(str(e))
             continue
@@ -229,29 +231,30 @@ def tally(splits: dict[str, list[Read]], labels: LabelSet, allow_unseen: bool, p
             counts = np.bincount(r.ids[(r.ids >= 0) & (r.ids < n)].ravel(), minlength=n)
             pixels, images = pixels + counts, images + (counts > 0)
             stats.ignored_pixels += int((r.ids == ignore).sum())
-            bad = r.ids[((r.ids < 0) | (r.ids >= n)) & (r.ids != ignore)]
-            if bad.size:
-                values, count = np.unique(bad, return_counts=True)
-                shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:3].tolist(), count[:3].tolist()))
-                problems.append(
-                    f"{r.path}: {bad.size} pixels have values that are neither a class id (0..{n - 1}) nor the "
-                    f"ignore index {ignore}: {shown}; fix the mask, or set data.classes / classes.txt / "
-                    f"data.ignore_index"
-                )
+            for value in np.unique(r.ids[((r.ids < 0) | (r.ids >= n)) & (r.ids != ignore)]).tolist():
+                fact = f"the value {value} is neither a class id (0..{n - 1}) nor the ignore index {ignore}"
+                advice = "fix the masks, or set data.classes / classes.txt / data.ignore_index"
+                problems.append(FileProblem(r.path, fact, advice, "masks"))
             classes_of[r.name] = np.flatnonzero(counts).tolist()
         stats.class_pixels, stats.class_images = pixels.tolist(), images.tolist()
         stats.sizes, stats.mask_modes = dict(sizes.most_common()), dict(modes.most_common())
         stats_of[split] = stats
         if stats.pairs == 0:
             problems.append(f"the {split} split is empty ({how})")
-    unseen = [labels.names[c] for c in range(n) if stats_of["train"].class_pixels[c] == 0]
+    if 0 <= ignore < n:  # its pixels would count for nothing: a class never learned, never scored
+        problems.append(
+            f"data.ignore_index={ignore} is also class {ignore} ({labels.names[ignore]}) of the {n} classes "
+            f"0..{n - 1}: its pixels would be ignored and the class never learned; set data.ignore_index to the "
+            f"masks' value for unlabelled pixels, one that is no class id (e.g. 255)"
+        )
+    unseen = [labels.names[c] for c in range(n) if stats_of["train"].class_pixels[c] == 0 and c != ignore]
     if unseen and stats_of["train"].pairs:
         line = f"classes that never occur in the train split: {', '.join(unseen)} (the net cannot learn them; "
         if allow_unseen:
             notes.append(line + "trained anyway, as data.allow_unseen_classes=true)")
         else:
             problems.append(line + "set data.allow_unseen_classes=true to train anyway)")
-    return Survey(labels.to_dict(), stats_of, problems, notes, classes_of, how)
+    return Survey(labels.to_dict(), stats_of, grouped(problems), notes, classes_of, how)
 
 
 def report(result: Survey) -> str:

@@ -97,6 +97,15 @@ def test_palette_with_a_transparent_entry(tmp_path, read):
     np.testing.assert_array_equal(out[index != index[0, 0]], colours[index[index != index[0, 0]]])
 
 
+def test_grey_with_alpha_is_composited_over_black(tmp_path, read):
+    grey = np.tile(np.linspace(0, 255, W).astype(np.uint8), (H, 1))
+    alpha = np.full((H, W), 128, np.uint8)
+    path = tmp_path / "la.png"
+    save(Image.fromarray(np.dstack([grey, alpha]), mode="LA"), path)
+    out = read(path).astype(int)
+    assert out.shape == (H, W, 3) and np.abs(out[..., 1] - grey.astype(int) * 128 / 255).max() <= 1
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".tif"])
 def test_cmyk(suffix, tmp_path, read):
     photo = rgb_photo()
