@@ -44,7 +44,10 @@ def class_chart(found: Survey) -> Figure:
 
 def check(cfg: DictConfig) -> Survey:
     """Survey ``cfg.data``, print and write the report; problems raise after the report is written."""
-    found = build_datamodule(cfg).survey()
+    datamodule = build_datamodule(cfg)
+    found = datamodule.survey()
+    if why := datamodule.folds_problem():  # the folds are cut from the splits the survey found
+        found.problems.append(why)
     out = Path(cfg.paths.output_dir)
     text = report(found)
     atomic_write(out / "check.md", "```\n" + text + "\n```\n")

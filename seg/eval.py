@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from seg.core.rules import Get, Settings, given, one_of
+from seg.data.labels import LabelSet
 from seg.data.splits import SPLITS
 from seg.model.checkpoint import load_model
 from seg.model.inference import TTA, max_side_problem, photo_ids, tta_problem
@@ -22,15 +25,30 @@ from seg.run.settings import tta_value
 log = logging.getLogger(__name__)
 
 
-def score(model: torch.nn.Module, loader: Any, tta: TTA = False, max_side: int | None = None) -> dict[str, Any]:
+def score(
+    model: torch.nn.Module, loader: Any, tta: TTA = False, max_side: int | None = None, labels: LabelSet | None = None
+) -> dict[str, Any]:
     """Every metric of ``model`` over ``loader`` (batches of images and targets); void never counts.
 
     Images with a side over ``max_side`` go through the net shrunk to it, as ``seg.predict`` does.
+    ``labels``: the model's classes with the data's ignore index (default: the model's own label set).
     """
-    scored = SplitScore(model.label_set)
+    scored = SplitScore(labels or model.label_set)
     for x, y in loader:
         scored.update(photo_ids(model, x, tta, max_side), y)
     return scored.compute()
+
+
+def by_name(loader: Any, model: LabelSet, data: LabelSet) -> tuple[Iterator, int]:
+    """``loader``'s targets as the model's class ids, matched by name (``match_classes=by_name``), and the
+    ignore index they then carry: the data's classes the model lacks, and its unlabelled pixels, ignored."""
+    lut, missing = model.by_name(data)
+    ignore = data.ignore_index if not 0 <= data.ignore_index < model.num_classes else -1
+    if missing:
+        log.info(f"match_classes=by_name: the data's {', '.join(missing)} (no class of the model) are not scored")
+    table = torch.as_tensor(np.where(lut == data.ignore_index, ignore, lut))
+    batches = ((x, torch.where(y == data.ignore_index, ignore, table[y.clamp(0, len(table) - 1)])) for x, y in loader)
+    return batches, ignore
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -41,8 +59,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # course's centre crop; data=folder: whole photos unless data.eval_crop_size is set)
     datamodule = build_datamodule(cfg, normalize=trained_data.get("normalize", True), augment=False)
     datamodule.split_dataset(cfg.split)
+    loader = datamodule.dataloader(cfg.split)
+    theirs, ours = model.label_set, datamodule.label_set()
+    ignore = ours.ignore_index  # how the data's masks mark unlabelled pixels
+    if cfg.get("match_classes", "exact") == "by_name":
+        loader, ignore = by_name(loader, theirs, ours)
+    else:
+        advice = (
+            "its scores on this data would be silently wrong: score it on the data it was trained for, or set "
+            "match_classes=by_name to score the classes both name"
+        )
+        theirs.require(ours, f"ckpt_path={cfg.ckpt_path}", advice)
+    labels = LabelSet(theirs.names, theirs.palette, ignore, theirs.ignore_colours)
     tta, max_side = tta_value(cfg.tta), cfg.get("max_side")
-    metrics = score(model, datamodule.dataloader(cfg.split), tta=tta, max_side=max_side)
+    metrics = score(model, loader, tta=tta, max_side=max_side, labels=labels)
     metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=tta, max_side=max_side)
     write_eval_report(metrics, Path(cfg.paths.output_dir))
     log.info("\n" + format_table(metrics) + f"\n\nwritten to {cfg.paths.output_dir}/metrics.json")
@@ -57,7 +87,13 @@ def _checkpoint_given(get: Get, at: str) -> list[str]:
 
 # the keys seg.eval reads itself; the data group's class checks its own
 SETTINGS = Settings(
-    {"split": one_of(*SPLITS), "tta": tta_problem, "max_side": max_side_problem}, checks=(_checkpoint_given,)
+    {
+        "split": one_of(*SPLITS),
+        "tta": tta_problem,
+        "max_side": max_side_problem,
+        "match_classes": one_of("exact", "by_name"),
+    },
+    checks=(_checkpoint_given,),
 )
 
 

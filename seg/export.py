@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from seg.core.errors import SegError
 from seg.core.files import atomic_write
 from seg.core.rules import Get, Settings, given, integer, number, one_of, switch
+from seg.data.labels import LabelSet
 from seg.data.splits import SPLITS
 from seg.deploy.formats import export_onnx, export_torchscript, load_deploy_net
 from seg.deploy.segmenter import Segmenter, parity
@@ -35,10 +36,20 @@ class ExportError(SegError, RuntimeError):
     """The exported model does not reproduce PyTorch's predictions."""
 
 
-def check(cfg: DictConfig, model_file: Path, reference: Segmenter) -> dict[str, Any]:
-    """Parity of ``model_file`` with the checkpoint's PyTorch model (``reference``) on ``cfg.verify_split``
-    at native size."""
-    dataset = build_datamodule(cfg).split_dataset(cfg.verify_split)
+def verify_photos(cfg: DictConfig, class_names: tuple[str, ...]) -> Any:
+    """The ``cfg.verify_split`` dataset of the parity check, refused (one line, before the export) when its
+    data set has other classes than the model: the check would then not be of this model's data."""
+    datamodule = build_datamodule(cfg)
+    dataset = datamodule.split_dataset(cfg.verify_split)
+    data = datamodule.label_set()
+    advice = "pass the data=... it was trained with, or verify_split=null to export without the check"
+    LabelSet.from_names(class_names).require(data, f"ckpt_path={cfg.ckpt_path}", advice)
+    return dataset
+
+
+def check(cfg: DictConfig, model_file: Path, reference: Segmenter, dataset: Any) -> dict[str, Any]:
+    """Parity of ``model_file`` with the checkpoint's PyTorch model (``reference``) on ``dataset`` (of
+    ``cfg.verify_split``) at native size."""
     candidate = Segmenter.load(model_file, max_side=None)
     limit = len(dataset) if cfg.get("verify_photos") is None else min(cfg.verify_photos, len(dataset))
     photos = (dataset.raw(i)[0] for i in range(limit))
@@ -50,6 +61,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     suffix, write = FORMATS[cfg.format]
     output = Path(cfg.output).expanduser() if cfg.get("output") else Path(cfg.paths.output_dir) / f"model{suffix}"
     net, metadata = load_deploy_net(cfg.ckpt_path)
+    dataset = verify_photos(cfg, tuple(json.loads(metadata["seg.class_names"]))) if cfg.get("verify_split") else None
     output.parent.mkdir(parents=True, exist_ok=True)
     # written and checked beside the output under a temporary name (same suffix: Segmenter.load goes by
     # it), then renamed into place: an existing file is replaced only by a checked, complete one
@@ -66,7 +78,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         if cfg.get("verify_split"):
             # the net just exported, in PyTorch: the checkpoint is loaded once
             reference = Segmenter.from_deploy_net(net, metadata, str(cfg.ckpt_path), max_side=None)
-            report["parity"] = check(cfg, partial, reference)
+            report["parity"] = check(cfg, partial, reference, dataset)
             agreement = report["parity"]["argmax_agreement"]
             if agreement < cfg.min_agreement:
                 raise ExportError(

@@ -1,7 +1,8 @@
 """`python -m seg.train`: fit, then test, all composed by Hydra from conf/train.yaml.
 
-``resume=RUN_DIR`` (or ``ckpt_path=`` a checkpoint of a run) continues that run in its own folder;
-SIGTERM or Ctrl-C stop it with a checkpoint to resume from (see :mod:`seg.run.resume`,
+``resume=RUN_DIR`` continues that run in its own folder; ``ckpt_path=`` continues training from a
+checkpoint in a new folder; ``init_from=`` fine-tunes from a checkpoint's weights (a new classifier when
+the data's classes differ); SIGTERM or Ctrl-C stop it with a checkpoint to resume from (see :mod:`seg.run.resume`,
 :mod:`seg.callbacks.stops`).
 """
 
@@ -20,7 +21,8 @@ from seg.callbacks.loggers import SETTINGS as LOGGERS
 from seg.callbacks.loggers import close_loggers, log_config, log_run_end
 from seg.callbacks.stops import GracefulStop
 from seg.core.rules import Get, Settings, given, integer, is_int, is_number, number, one_of, shown, switch
-from seg.model.checkpoint import check_weights_fit, read_checkpoint
+from seg.data.labels import LabelSet
+from seg.model.checkpoint import check_weights_fit, load_weights, read_checkpoint
 from seg.model.inference import tta_problem
 from seg.run.build import build, hparams_for_table
 from seg.run.entry import hydra_main, run_job
@@ -89,15 +91,31 @@ def prepare(
     ckpt: dict | None,
     ckpt_path: str | None,
 ) -> None:
-    """Before fitting: a foreign checkpoint refused, class counts for a weighted loss, the config to the
-    loggers, the items of every split written into the run."""
-    if ckpt is not None:
-        check_weights_fit(ckpt, model, ckpt_path)  # another net's checkpoint: one line, before any training
+    """Before fitting: a checkpoint of other classes or another net refused, fine-tuning weights loaded,
+    class counts for a weighted loss, the config to the loggers, the items of every split written."""
+    if ckpt is not None:  # continuing training: the same classes and net, or one line before any training
+        advice = f"to start from its weights on this data, pass init_from={ckpt_path} instead of ckpt_path"
+        LabelSet.from_dict(ckpt["hyper_parameters"].get("labels")).require(model.label_set, ckpt_path, advice)
+        check_weights_fit(ckpt, model, ckpt_path)
+    if cfg.get("init_from"):
+        fine_tune(model, cfg.init_from)
     if getattr(model.criterion, "needs_class_counts", False):  # class-weighted loss
         model.criterion.set_class_counts(datamodule.class_pixel_counts("train"))
     log_config(trainer.loggers, OmegaConf.to_container(cfg, resolve=True))
     if trainer.is_global_zero:  # the items of every split (a seeded split, folds): what this run used
         datamodule.write_splits(Path(cfg.paths.output_dir) / "splits")
+
+
+def fine_tune(model: pl.LightningModule, init_from: str) -> None:
+    """``init_from``'s weights into ``model`` (the classifier kept fresh where the classes differ), logged."""
+    source = read_checkpoint(init_from)
+    theirs = LabelSet.from_dict(source["hyper_parameters"].get("labels"))
+    fresh = load_weights(model, source, init_from)
+    why = "; ".join(theirs.differences(model.label_set))
+    log.info(
+        f"init_from={init_from}: its weights loaded"
+        + (f", except {', '.join(fresh)}, started fresh for the data's classes ({why})" if fresh else "")
+    )
 
 
 def fit(

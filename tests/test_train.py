@@ -54,10 +54,10 @@ def test_train_writes_tensorboard_events_and_checkpoints_then_resumes(cpu_kind, 
 
     if cpu_kind != "avx2":
         return  # the resume below does not depend on the precision: once is enough
-    # ckpt_path of a run's checkpoint continues that run in its folder (its own overrides come back;
-    # the new max_epochs wins): one TensorBoard curve, the first part's .hydra record kept
+    # resume= continues the run in its folder (its own overrides come back; the new max_epochs wins): one
+    # TensorBoard curve, the first part's .hydra record kept
     config = (run / ".hydra" / "config.yaml").read_text()
-    run_train(f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "trainer.max_epochs=4")
+    run_train(f"resume={run}", "trainer.max_epochs=4")
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
     assert len(scalars(run)["val/acc"]) == 4
     assert (run / ".hydra" / "config.yaml").read_text() == config

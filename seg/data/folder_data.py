@@ -8,6 +8,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, ClassVar
 
+from seg.core.errors import ConfigError
 from seg.core.rules import ABSENT, Get, Settings, given, integer, is_number, one_of, switch
 from seg.data.coco import CROWD
 from seg.data.datamodule import DataCheckError, SegDataModule
@@ -105,6 +106,8 @@ class FolderDataModule(SegDataModule):
         found = self.survey()
         for note in found.notes:
             log.warning(note)
+        if not found.problems and (why := self.folds_problem()):
+            raise ConfigError(why)
         if found.problems:
             lines = "\n".join(found.problems[:50])
             if len(found.problems) > 50:

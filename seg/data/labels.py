@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from seg.core.errors import ConfigError
+
 VOID = -1  # MSRC's id of unlabelled pixels (its targets are decoded to -1): ignored by the loss and every metric
 
 # the normalisation of torchvision's ImageNet weights (data.normalize=true)
@@ -90,6 +92,40 @@ class LabelSet:
         fallback = default_palette(len(names))
         rows = [fallback[i] if not colours or colours[i] is None else colours[i] for i in range(len(names))]
         return cls(tuple(names), np.array(rows), ignore_index)
+
+    def differences(self, data: LabelSet) -> list[str]:
+        """How ``data``'s classes differ from these (a model's) in number and names, a phrase each (empty:
+        they agree). The ignore index is the data's own business: it is how its masks mark unlabelled pixels."""
+        if self.names == data.names:
+            return []
+        out = []
+        if self.num_classes != data.num_classes:
+            out.append(f"{self.num_classes} classes in the model, {data.num_classes} in the data")
+        odd = [i for i, (a, b) in enumerate(zip(self.names, data.names)) if a != b]
+        out += [f"class {i} is {self.names[i]!r} in the model, {data.names[i]!r} in the data" for i in odd[:3]]
+        if len(odd) > 3:
+            out.append(f"{len(odd) - 3} more names differ")
+        return out
+
+    def require(self, data: LabelSet, model: str, advice: str) -> None:
+        """Raise a ConfigError naming how ``data``'s classes differ from these, the classes of ``model`` (a
+        checkpoint or exported file), and what to do; nothing when they agree."""
+        if found := self.differences(data):
+            raise ConfigError(f"{model} was trained on other classes than the data's ({'; '.join(found)}); {advice}")
+
+    def by_name(self, data: LabelSet) -> tuple[np.ndarray, list[str]]:
+        """A deliberate mapping from ``data``'s class ids to these (a model's) by name: a lookup table
+        ``lut[data_id] = model_id`` (the data's classes the model lacks -> ``data.ignore_index``), and the
+        names of those classes. ConfigError when no name is shared."""
+        ids = {n: i for i, n in enumerate(self.names)}
+        lut = np.array([ids.get(n, data.ignore_index) for n in data.names], np.int64)
+        missing = [n for n in data.names if n not in ids]
+        if len(missing) == data.num_classes:
+            raise ConfigError(
+                f"match_classes=by_name: the model's classes ({', '.join(self.names[:5])}, ...) and the data's "
+                f"({', '.join(data.names[:5])}, ...) share no name"
+            )
+        return lut, missing
 
     def decode_colours(self, rgb: np.ndarray, source: str = "mask") -> tuple[np.ndarray, dict[tuple, int]]:
         """A colour-coded HxWx3 mask as HxW int64 ids (``ignore_colours`` -> ``ignore_index``), and the

@@ -137,3 +137,17 @@ def check_weights_fit(ckpt: dict[str, Any], model: torch.nn.Module, ckpt_path: s
         f"{ckpt_path} {what}, and this run builds a {built}: its weights do not fit. Pass the model=... it was "
         f"trained with (its .hydra/config.yaml says), or resume=RUN_DIR to continue its run with its own config"
     )
+
+
+def load_weights(model: torch.nn.Module, ckpt: dict[str, Any], ckpt_path: str | os.PathLike) -> list[str]:
+    """Fine-tuning: ``ckpt``'s weights into ``model``, except the classifier's where the number of classes
+    differs (those keep their initial values); returns the names of the tensors started fresh. Anything
+    else that does not fit is refused as :func:`check_weights_fit` refuses it."""
+    own = model.state_dict()
+    state = ckpt.get("state_dict") if isinstance(ckpt.get("state_dict"), dict) else {}
+    fresh = [
+        k for k in own if ".classifier." in f".{k}" and k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    check_weights_fit({**ckpt, "state_dict": {**state, **{k: own[k] for k in fresh}}}, model, ckpt_path)
+    model.load_state_dict({k: v for k, v in state.items() if k not in fresh}, strict=False)
+    return fresh

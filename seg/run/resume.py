@@ -1,5 +1,5 @@
-"""Resuming a training run in its own folder: ``resume=RUN_DIR`` (or ``ckpt_path=`` a checkpoint inside
-a run dir) becomes the run's own overrides + the user's + ``hydra.run.dir=RUN_DIR``, before Hydra
+"""Resuming a training run in its own folder: ``resume=RUN_DIR`` (optionally with ``ckpt_path=`` one of
+its checkpoints) becomes the run's own overrides + the user's + ``hydra.run.dir=RUN_DIR``, before Hydra
 composes the config, so the run goes on in its folder (one TensorBoard curve) with the config it was
 started with. What makes the resumed run exact is in :mod:`seg.data.sampling` (data order) and
 :mod:`seg.callbacks.random_state` (random states).
@@ -39,9 +39,9 @@ def _last_overrides(run_dir: Path) -> list[str]:
 def resume_args(args: list[str]) -> list[str]:
     """Command-line overrides that continue a run in its own folder, or ``args`` unchanged.
 
-    ``resume=RUN_DIR`` resumes from ``RUN_DIR/checkpoints/last.ckpt``; ``ckpt_path=PATH`` does the same
-    when PATH lies in a run dir's ``checkpoints/`` (any other checkpoint starts a new run from its
-    weights). The run's own overrides come first, the user's after them (the user's win); its
+    ``resume=RUN_DIR`` resumes from ``RUN_DIR/checkpoints/last.ckpt`` (or ``ckpt_path=``). Only the folder
+    the user names is written into: ``ckpt_path=`` alone, even of a run's checkpoint, continues training in
+    a new run folder. The run's own overrides come first, the user's after them (the user's win); its
     ``.hydra/`` record is kept, the resumed part writes ``.hydra/resume-<time>/``.
     """
     if any(a in ("-m", "--multirun") or a.startswith("hydra.mode=") for a in args):
@@ -57,11 +57,6 @@ def resume_args(args: list[str]) -> list[str]:
         ckpt = Path(given.get("ckpt_path") or run_dir / "checkpoints" / "last.ckpt").expanduser().resolve()
         if not ckpt.is_file():
             raise ConfigError(f"resume={given['resume']}: {ckpt} does not exist; the run saved no checkpoint to resume")
-    elif "ckpt_path" in given and given["ckpt_path"] not in ("", "null", "None"):
-        ckpt = Path(given["ckpt_path"]).expanduser().resolve()
-        run_dir = run_dir_of(ckpt)
-        if run_dir is None:
-            return args
     else:
         return args
     user = [a for a in args if _key(a) not in RESUME_KEYS]

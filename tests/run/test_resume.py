@@ -128,7 +128,7 @@ def test_a_stop_signal_saves_progress_mid_epoch_and_resume_continues_exactly(
     assert all((run / "checkpoints" / n).read_bytes() == b for n, b in before.items())
     assert (run / ".hydra" / "config.yaml").read_text() == config
 
-    run_module("seg.train", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")  # the long form
+    run_module("seg.train", f"resume={run}", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}")  # the long form
     assert outcome(run) == reference["first"]
 
 
@@ -142,13 +142,13 @@ def test_resume_args_rebuild_the_run_and_let_the_user_override(tmp_path):
     assert args[:3] == ["experiment=best", "seed=3", "trainer.max_epochs=60"]
     assert args[3] == f"ckpt_path={(run / 'checkpoints' / 'last.ckpt').resolve()}"
     assert args[4] == f"hydra.run.dir={run.resolve()}" and args[5].startswith("hydra.output_subdir=.hydra/resume-")
-    assert resume_args([f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", "seed=4"])[:2] == [
-        "experiment=best",
-        "seed=4",
-    ]
-    # a checkpoint outside a run folder starts a new run; sweeps are left alone
+    # ckpt_path= alone, even of a run's checkpoint, is a new run: only the folder the user names is written
+    inside = f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"
+    assert resume_args([inside, "seed=4"]) == [inside, "seed=4"]
     foreign = tmp_path / "model.ckpt"
     assert resume_args([f"ckpt_path={foreign}"]) == [f"ckpt_path={foreign}"]
+    # resume= with one of the run's checkpoints resumes from that one; sweeps are left alone
+    assert resume_args([f"resume={run}", inside])[2] == f"ckpt_path={(run / 'checkpoints' / 'last.ckpt').resolve()}"
     assert resume_args(["-m", f"resume={run}"]) == ["-m", f"resume={run}"]
     with pytest.raises(ConfigError, match=r"resume=.*: not a seg.train run folder"):
         resume_args([f"resume={tmp_path}"])
