@@ -170,6 +170,7 @@ def serve(page: Any, cfg: DictConfig, workdir: Path) -> str:
             prevent_thread_lock=True,
             quiet=True,
             allowed_paths=[str(workdir)],
+            max_file_size=f"{cfg.max_upload_mb}mb",  # a larger upload is refused on the page
             run_history=False,
             mcp_server=False,
             ssr_mode=False,
@@ -194,6 +195,8 @@ def demo(cfg: DictConfig) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with tempfile.TemporaryDirectory(prefix="seg-demo-") as tmp:
         workdir = Path(tmp)
+        # Gradio keeps uploads and results in its cache folder: this one goes when the page stops
+        before, os.environ["GRADIO_TEMP_DIR"] = os.environ.get("GRADIO_TEMP_DIR"), str(workdir / "gradio")
         page = build_page(models, cfg, workdir)
         url = serve(page, cfg, workdir)
         model = models.fixed.backend if models.fixed else f"{len(models.runs)} runs to pick from"
@@ -207,6 +210,10 @@ def demo(cfg: DictConfig) -> None:
             pass
         finally:
             page.close()
+            if before is None:
+                os.environ.pop("GRADIO_TEMP_DIR", None)
+            else:
+                os.environ["GRADIO_TEMP_DIR"] = before
     log.info("Demo page stopped")
 
 
@@ -228,6 +235,7 @@ SETTINGS = Settings(
         "share": switch,
         "runs": text,
         "max_megapixels": number(0, above=True),
+        "max_upload_mb": integer(1),
         "overlay_alpha": number(0, 1),
         "tta": tta_problem,
         "max_side": max_side_problem,

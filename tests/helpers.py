@@ -118,16 +118,13 @@ def compose_config(name: str, *overrides: str, hydra_config: bool = False):
 
 
 def scalars(run_dir: Path) -> dict[str, list[float]]:
-    """Every scalar series in a run's TensorBoard event files, by tag."""
+    """Every scalar series in a run's TensorBoard event files, by tag, as TensorBoard shows them: the files
+    read in order as one run, so that a resumed part's purge step drops what the first part logged later."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    out: dict[str, list[float]] = {}
-    for f in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
-        ea = EventAccumulator(str(f))
-        ea.Reload()
-        for tag in ea.Tags()["scalars"]:
-            out.setdefault(tag, []).extend(e.value for e in ea.Scalars(tag))
-    return out
+    ea = EventAccumulator(str(run_dir / "tensorboard"))
+    ea.Reload()
+    return {tag: [e.value for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

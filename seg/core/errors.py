@@ -3,6 +3,7 @@ them: one line naming the culprit and what to do, exit code :data:`USER_ERROR`, 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterator
@@ -31,6 +32,34 @@ def _in_multirun() -> bool:
         return False
 
 
+# conditions of the machine, not bugs: said in one line, as a user's mistake is
+MACHINE_CONDITIONS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+def machine_condition(e: OSError) -> str | None:
+    """One line for an OSError the machine caused (a full disk, a read-only folder), else None."""
+    if e.errno not in MACHINE_CONDITIONS:
+        return None
+    files = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+    where = f" ({files})" if files else ""
+    return f"{MACHINE_CONDITIONS[e.errno]}{where}: free space or choose a folder you can write, then run again"
+
+
+def first_cause(message: str) -> str:
+    """The message itself of an error raised in a DataLoader worker (torch wraps it in the worker's
+    traceback: ``Caught X in DataLoader worker process 0. Original Traceback ...``)."""
+    if "Original Traceback" not in message:
+        return message
+    last = message.rstrip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn a :class:`SegError` into one logged line ``<ErrorType>: <message>`` and exit code :data:`USER_ERROR`.
@@ -44,5 +73,10 @@ def user_errors() -> Iterator[None]:
         if os.environ.get("HYDRA_FULL_ERROR") == "1" or _in_multirun():
             raise
         # one line on the console (Hydra's log handler writes to stderr) and in the run's log file
-        log.error(f"{type(e).__name__}: {e}")
+        log.error(f"{type(e).__name__}: {first_cause(str(e))}")
+        raise SystemExit(USER_ERROR) from None
+    except OSError as e:
+        if (line := machine_condition(e)) is None or os.environ.get("HYDRA_FULL_ERROR") == "1" or _in_multirun():
+            raise
+        log.error(f"{type(e).__name__}: {line}")
         raise SystemExit(USER_ERROR) from None

@@ -29,9 +29,10 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     files are created 0600, which would hide results from the rest of a group."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
-    with tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(data)
+    f = tempfile.NamedTemporaryFile(mode, dir=path.parent, prefix=f".{path.name}.", delete=False)  # noqa: SIM115
     try:
+        with f:
+            f.write(data)  # a full disk fails here (or at the close): the old file stays, the temp goes
         os.chmod(f.name, 0o666 & ~current_umask())
         os.replace(f.name, path)
     except BaseException:

@@ -98,14 +98,17 @@ def unwritable(folder: Path) -> str | None:
     return None
 
 
-def check_folders(run_dir: Path, data_dir: Path | None) -> None:
-    """The run (or sweep) folder must be writable; the data folder too unless the data set is there."""
+def check_folders(run_dir: Path, data_dir: Path | None, output_dir: Path | None = None) -> None:
+    """The run (or sweep) folder must be writable, and ``paths.output_dir`` if set to a folder of its own;
+    the download folder too unless the data set is there."""
     out = []
     if reason := unwritable(run_dir):
         out.append(
             f"cannot write the run folder {run_dir} ({reason}): choose another with paths.log_dir=... "
             f"(or hydra.run.dir=...)"
         )
+    if output_dir is not None and output_dir != run_dir and (reason := unwritable(output_dir)):
+        out.append(f"cannot write paths.output_dir={output_dir} ({reason}): choose a folder you can write")
     if data_dir is not None:
         from seg.data.archive import ARCHIVE_DIR
 
@@ -116,11 +119,11 @@ def check_folders(run_dir: Path, data_dir: Path | None) -> None:
 
 
 class WritableFolders(Callback):
-    """A Hydra callback: checks the output and data folders before Hydra creates the run folder."""
+    """A Hydra callback: checks the output and download folders before Hydra creates the run folder."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         with user_errors():
-            check_folders(Path(config.hydra.run.dir), self._data_dir(config))
+            check_folders(Path(config.hydra.run.dir), self._data_dir(config), self._output_dir(config))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         with user_errors():
@@ -128,7 +131,13 @@ class WritableFolders(Callback):
 
     @staticmethod
     def _data_dir(config: DictConfig) -> Path | None:
-        if "data" not in config:  # seg.predict reads no data set
-            return None
-        data_dir = OmegaConf.select(config, "paths.data_dir", default=None)
+        """Where the data set is downloaded (``data.data_dir``); None for data read where it lies (a
+        folder data set, whose survey cache is skipped when it cannot be written) and for seg.predict."""
+        data_dir = OmegaConf.select(config, "data.data_dir", default=None)
         return Path(data_dir) if data_dir else None
+
+    @staticmethod
+    def _output_dir(config: DictConfig) -> Path | None:
+        """``paths.output_dir`` when the user set it to a folder (by default it is Hydra's run folder)."""
+        raw = OmegaConf.to_container(config, resolve=False).get("paths", {}).get("output_dir")
+        return Path(raw) if isinstance(raw, str) and "${" not in raw else None
