@@ -192,3 +192,21 @@ def test_exports_benchmark_reads_each_export_twice_and_as_the_masks(tmp_path, mo
     assert rows["labelme"]["format"] == "labelme" and rows["coco"]["format"] == "coco"
     assert rows["coco"]["pixels_as_masks"] == 1.0 and rows["labelme"]["pixels_as_masks"] > 0.97
     assert "| labelme | 10 |" in (tmp_path / "bench" / "exports.md").read_text()
+
+
+def test_fault_catalogue_data_and_the_line_it_keeps(tmp_path):
+    """The catalogue's street data set reads as 11 classes with 11 unlabelled, and of a process's output it
+    keeps the error line (Hydra's log prefix dropped), else the last line."""
+    import subprocess
+
+    from benchmarks import faults
+    from seg.data.folder_data import FolderDataModule
+
+    root = faults.write_street(tmp_path / "street")
+    dm = FolderDataModule(str(root), ignore_index=11, cache_dir=str(tmp_path / "c"), allow_unseen_classes=True)
+    dm.prepare_data()
+    assert dm.label_set().names == faults.STREET and dm.survey().splits["train"].pairs > 0
+    err = "[2026-12-03 10:00:00,000][seg][ERROR] - ConfigError: data.folds=8: too few\n"
+    proc = subprocess.CompletedProcess([], 2, "", "noise\n" + err)
+    assert faults.last_line(proc) == "ConfigError: data.folds=8: too few"
+    assert faults.last_line(subprocess.CompletedProcess([], 0, "Summary\nbest val/acc 0.5\n", "")) == "best val/acc 0.5"

@@ -149,7 +149,10 @@ def test_labelme_problems_name_the_json_and_the_shape(tmp_path, capsys):
     (root / "photo_003.json").write_text(json.dumps(doc))
     (root / "photo_002.png").unlink()
     before = snapshot(root)
-    proc = run_module("seg.check", "data=folder", f"data.root={root}", f"paths.data_dir={tmp_path}", check=False)
+    run_dir = f"hydra.run.dir={tmp_path / 'check'}"
+    proc = run_module(
+        "seg.check", "data=folder", f"data.root={root}", f"paths.data_dir={tmp_path}", run_dir, check=False
+    )
     assert proc.returncode == 2
     out = proc.stdout + proc.stderr
     assert f"{root / 'photo_000.json'}: shape 0 has the label 'skyy', not in {root / 'labels.txt'}" in out
