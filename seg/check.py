@@ -46,7 +46,7 @@ def check(cfg: DictConfig) -> Survey:
     """Survey ``cfg.data``, print and write the report; problems raise after the report is written."""
     datamodule = build_datamodule(cfg)
     found = datamodule.survey()
-    if why := datamodule.folds_problem():  # the folds are cut from the splits the survey found
+    if why := datamodule.fold_count_problem():  # the folds are cut from the splits the survey found
         found.problems.append(why)
     out = Path(cfg.paths.output_dir)
     text = report(found)

@@ -17,7 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from seg.core.errors import SegError
-from seg.core.files import atomic_write
+from seg.core.files import atomic_write, unwritable
 from seg.core.rules import Get, Settings, given, integer, number, one_of, switch
 from seg.data.labels import LabelSet
 from seg.data.splits import SPLITS
@@ -25,7 +25,6 @@ from seg.deploy.formats import export_onnx, export_torchscript, load_deploy_net
 from seg.deploy.segmenter import Segmenter, parity
 from seg.run.build import build_datamodule
 from seg.run.entry import hydra_main, run_job
-from seg.run.settings import unwritable
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from seg.core.errors import ConfigError
-from seg.core.files import write_csv
+from seg.core.files import unwritable, write_csv
 from seg.core.rules import Get, Settings, given, integer, number, shown, switch
 from seg.data.photos import PhotoError, find_photos, load_photo, photo_size
 from seg.deploy.pictures import class_shares
@@ -28,7 +28,6 @@ from seg.deploy.segmenter import Segmenter
 from seg.model.inference import max_side_problem, tta_problem
 from seg.run.entry import hydra_main, run_job
 from seg.run.predictions import mask_file, open_segmenter, overlay_file, write_mask, write_overlay
-from seg.run.settings import unwritable
 
 log = logging.getLogger(__name__)
 

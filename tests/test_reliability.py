@@ -151,7 +151,7 @@ def test_more_folds_than_photos_is_refused_before_training(tmp_path):
     dm = FolderDataModule(str(root), cache_dir=str(tmp_path / "c"), folds=8, fold=0, allow_unseen_classes=True)
     with pytest.raises(ConfigError, match=r"data.folds=8: train\+val hold 6 photos, too few .* use data.folds=3"):
         dm.split_dataset("train")
-    assert dm.folds_problem().startswith("data.folds=8: train+val hold 6 photos")  # what seg.check reports
+    assert dm.fold_count_problem().startswith("data.folds=8: train+val hold 6 photos")  # what seg.check reports
 
 
 # ---------------------------------------------------------------- folders, disks, workers ----------

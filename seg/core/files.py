@@ -54,6 +54,21 @@ def write_csv(path: Path, rows: Iterable[Mapping[str, Any]], fields: Sequence[st
     atomic_write(path, csv_text(rows, fields))
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be created in ``folder`` (made if missing), or None if they can."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        return f"{probe}: {e.strerror or e}"
+    return None
+
+
 @contextmanager
 def new_folder(out: Path) -> Iterator[Path]:
     """A folder to fill, beside ``out``, renamed to ``out`` when the block ends without error (else deleted):

@@ -23,7 +23,7 @@ from seg.data.dataset import Reader, SegDataset
 from seg.data.labels import LabelSet
 from seg.data.loader import Loader
 from seg.data.sampling import EpochSampler
-from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_of, folds_problem
+from seg.data.splits import SPLITS, SPLITS_OF_STAGE, STAGE_OF_SPLIT, fold_count_problem, fold_of, folds_problem
 from seg.data.survey import Read, Survey, tally
 from seg.data.transforms import EvalPreset, TrainPreset, pad_collate
 
@@ -147,9 +147,9 @@ class SegDataModule(pl.LightningDataModule):
         """The items of a split, with ``folds`` applied to train and val."""
         if not self.hparams.folds or split == "test":
             return self.split_items(split)
-        if why := self.folds_problem():
-            raise ConfigError(why)
         pool = self._pool()
+        if why := fold_count_problem(self.hparams.folds, len(pool)):
+            raise ConfigError(why)
         folds = fold_of([n for n, _ in pool], self.classes_of(dict(pool)), self.hparams.folds, self.hparams.fold_seed)
         in_val = split == "val"
         return [item for name, item in pool if (folds[name] == self.hparams.fold) == in_val]
@@ -157,17 +157,9 @@ class SegDataModule(pl.LightningDataModule):
     def _pool(self) -> list[tuple[str, Hashable]]:
         return sorted({str(getattr(i, "name", i)): i for s in ("train", "val") for i in self.split_items(s)}.items())
 
-    def folds_problem(self) -> str | None:
-        """Why ``data.folds`` cannot cut train+val (too few photos: every fold needs photos to validate on),
-        or None; said by the check and before training, not after an epoch."""
-        folds = self.hparams.folds
-        if not folds:
-            return None
-        n = len(self._pool())
-        if n >= 2 * folds:
-            return None
-        fewer = f"use data.folds={n // 2} or fewer" if n >= 4 else "use data.folds=null"
-        return f"data.folds={folds}: train+val hold {n} photos, too few for {folds} folds of 2 photos or more; {fewer}"
+    def fold_count_problem(self) -> str | None:
+        """Why ``data.folds`` cannot cut this data set's train+val (:func:`seg.data.splits.fold_count_problem`)."""
+        return fold_count_problem(self.hparams.folds, len(self._pool())) if self.hparams.folds else None
 
     def classes_of(self, items: Mapping[str, Hashable]) -> dict[str, list[int]]:
         """The classes each item shows (by name): read from the decoded masks."""

@@ -106,7 +106,7 @@ class FolderDataModule(SegDataModule):
         found = self.survey()
         for note in found.notes:
             log.warning(note)
-        if not found.problems and (why := self.folds_problem()):
+        if not found.problems and (why := self.fold_count_problem()):
             raise ConfigError(why)
         if found.problems:
             lines = "\n".join(found.problems[:50])

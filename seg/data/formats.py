@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from seg.core.errors import ConfigError
-from seg.core.files import atomic_write
+from seg.core.files import atomic_write, unwritable
 from seg.data import coco, labelme
 from seg.data.folder import (
     CLASSES_FILE,
@@ -174,14 +173,11 @@ def _drawn(
     index = folder / "drawn.json"
     if index.is_file():
         return json.loads(index.read_text())
-    try:  # a read-only cache folder: the masks would have nowhere to go
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as e:
+    if reason := unwritable(folder):  # a read-only cache folder: the masks would have nowhere to go
         raise ConfigError(
             f"data.cache_dir={cache_dir}: cannot write the masks drawn from the {kind} export there "
-            f"({e.strerror or e}); set data.cache_dir to a folder you can write (nothing is written into {root})"
-        ) from None
+            f"({reason}); set data.cache_dir to a folder you can write (nothing is written into {root})"
+        )
     if kind == "labelme":
         drawn = _draw_labelme(root, jsons, folder, ignore_index)
     else:

@@ -63,6 +63,15 @@ def folds_problem(folds: Any, fold: Any) -> str | None:
     return None
 
 
+def fold_count_problem(folds: int | None, photos: int) -> str | None:
+    """Why ``data.folds`` cannot cut ``photos`` train+val photos (every fold needs 2 or more to validate
+    on), or None: said by the check and before training, not after an epoch."""
+    if not folds or photos >= 2 * folds:
+        return None
+    fewer = f"use data.folds={photos // 2} or fewer" if photos >= 4 else "use data.folds=null"
+    return f"data.folds={folds}: train+val hold {photos} photos, too few for {folds} folds of 2 photos or more; {fewer}"
+
+
 def fold_of(names: Sequence[str], classes: Mapping[str, Sequence[int]], folds: int, seed: int = 0) -> dict[str, int]:
     """The fold (0..folds-1) of every name: stratified by each item's rarest class, then seeded.
 

@@ -118,18 +118,17 @@ def _lossy(path: Path, ids: np.ndarray, threshold: int | None, problems: list[st
     """A mask saved as JPEG: its ids are blurred at every edge. Named with how far from two values it is."""
     values = np.unique(ids)
     off = float(np.isin(ids, list(BINARY), invert=True).mean())
-    line = (
-        f"{path}: a mask saved as lossy JPEG ({len(values)} distinct values, {100 * off:.1f}% of its pixels "
-        f"neither 0 nor 255)"
-    )
+    detail = f"{len(values)} distinct values, {100 * off:.1f}% of its pixels neither 0 nor 255"
     if threshold is not None:
-        notes.append(f"{line}: read as binary, values >= data.binary_threshold={threshold} are class 1")
+        notes.append(
+            f"{path}: a mask saved as lossy JPEG ({detail}): read as binary, values >= "
+            f"data.binary_threshold={threshold} are class 1"
+        )
     else:
         advice = (
             "JPEG blurs class ids at every edge: save the masks as PNG, or, for a binary (black and white) mask, "
             "set data.binary_threshold=128"
         )
-        detail = f"{len(values)} distinct values, {100 * off:.1f}% of its pixels neither 0 nor 255"
         problems.append(FileProblem(path, "a mask saved as lossy JPEG", advice, "masks", detail))
 
 

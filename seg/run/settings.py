@@ -12,7 +12,6 @@ config names no ``seg`` class; a config that does, imports it, as the job will).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from seg.core.errors import ConfigError, user_errors
+from seg.core.files import unwritable
 from seg.core.rules import ABSENT, Settings
 from seg.model.inference import TTA
 
@@ -81,21 +81,6 @@ def check_settings(cfg: DictConfig, entry: Settings | None = None) -> None:
 def tta_value(value: Any) -> TTA:
     """A checked TTA setting as seg.model.inference takes it (a bool or a list of scales)."""
     return plain(value)
-
-
-def unwritable(folder: Path) -> str | None:
-    """Why files cannot be created in ``folder`` (made if missing), or None if they can."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a folder"
-    try:
-        with tempfile.TemporaryFile(dir=probe):
-            pass
-    except OSError as e:
-        return f"{probe}: {e.strerror or e}"
-    return None
 
 
 def check_folders(run_dir: Path, data_dir: Path | None, output_dir: Path | None = None) -> None:

@@ -397,3 +397,11 @@ def test_each_export_trains_evaluates_predicts_and_exports_with_its_class_names(
     predict(compose_config("predict", f"ckpt_path={ckpt}", f"input={photos[0]}", f"output={out}"))
     found = {c.split(":")[0] for row in read_csv(out / "predictions.csv") for c in row["classes"].split(";")}
     assert found and found <= set(names)
+
+
+def test_an_unwritable_cache_for_drawn_masks_is_one_line(tmp_path):
+    root = write_labelme(tmp_path / "lm", n=2)
+    before = snapshot(root)
+    with pytest.raises(ConfigError, match=r"data.cache_dir=/proc/x: cannot write the masks drawn from the labelme"):
+        read_catalogue(root, Layout(), cache_dir="/proc/x")
+    assert snapshot(root) == before  # nothing written into the data

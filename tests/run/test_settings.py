@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from seg.core.errors import ConfigError
-from seg.run.settings import unwritable
+from seg.core.files import unwritable
 
 from helpers import check_entry, compose_config, entry_problems, run_module
 
