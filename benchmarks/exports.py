@@ -1,7 +1,7 @@
 """The time to read a labelling tool's export, the first time (masks drawn from the JSON) and the second
 (drawn masks from the cache): ``python -m benchmarks.exports --data DIR``.
 
-``DIR`` is a flat folder data set with index masks and a ``classes.txt`` (CCP: ``../shared/data/ccp``).
+``DIR`` is a flat folder data set with index masks and a ``classes.txt`` (e.g. Clothing Co-Parsing).
 From its masks the benchmark writes the same data set as the tools would export it:
 
 - ``labelme``: one JSON per photo, each class region's outlines as polygons (traced by contourpy, as

@@ -47,11 +47,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
             # continuing in the same folder: TensorBoard drops what the first part logged after this checkpoint
             purge_step = ckpt.get("global_step", 0)
             log.info(f"Resuming {cfg.paths.output_dir} from {ckpt_path} (epoch {ckpt.get('epoch')})")
+    # fine-tuning's checkpoint read (and refused if missing or unsafe) before any work, as ckpt_path's
+    source = read_checkpoint(cfg.init_from, key="init_from") if cfg.get("init_from") else None
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, model, trainer = build(cfg, purge_step)
     ok = False
     try:
-        metrics = fit_and_test(cfg, datamodule, model, trainer, ckpt, ckpt_path)
+        metrics = fit_and_test(cfg, datamodule, model, trainer, ckpt, ckpt_path, source)
         ok = True
     finally:
         close_loggers(trainer.loggers, ok)
@@ -69,9 +71,11 @@ def fit_and_test(
     trainer: pl.Trainer,
     ckpt: dict | None,
     ckpt_path: str | None,
+    source: dict | None = None,
 ) -> dict[str, float]:
-    """The run itself, logged to every logger: fit, test, then the summary in the log."""
-    prepare(cfg, datamodule, model, trainer, ckpt, ckpt_path)
+    """The run itself, logged to every logger: fit, test, then the summary in the log (``source``: the
+    checkpoint ``init_from`` names)."""
+    prepare(cfg, datamodule, model, trainer, ckpt, ckpt_path, source)
     metrics = fit(trainer, model, datamodule, ckpt_path)
     best_path, last_path = checkpoints(trainer)
     tested = run_test_stage(cfg, trainer, model, datamodule, best_path, last_path, metrics) if cfg.get("test") else None
@@ -90,6 +94,7 @@ def prepare(
     trainer: pl.Trainer,
     ckpt: dict | None,
     ckpt_path: str | None,
+    source: dict | None = None,
 ) -> None:
     """Before fitting: a checkpoint of other classes or another net refused, fine-tuning weights loaded,
     class counts for a weighted loss, the config to the loggers, the items of every split written."""
@@ -97,8 +102,8 @@ def prepare(
         advice = f"to start from its weights on this data, pass init_from={ckpt_path} instead of ckpt_path"
         LabelSet.from_dict(ckpt["hyper_parameters"].get("labels")).require(model.label_set, ckpt_path, advice)
         check_weights_fit(ckpt, model, ckpt_path)
-    if cfg.get("init_from"):
-        fine_tune(model, cfg.init_from)
+    if source is not None:
+        fine_tune(model, source, cfg.init_from)
     if getattr(model.criterion, "needs_class_counts", False):  # class-weighted loss
         model.criterion.set_class_counts(datamodule.class_pixel_counts("train"))
     log_config(trainer.loggers, OmegaConf.to_container(cfg, resolve=True))
@@ -106,9 +111,9 @@ def prepare(
         datamodule.write_splits(Path(cfg.paths.output_dir) / "splits")
 
 
-def fine_tune(model: pl.LightningModule, init_from: str) -> None:
-    """``init_from``'s weights into ``model`` (the classifier kept fresh where the classes differ), logged."""
-    source = read_checkpoint(init_from)
+def fine_tune(model: pl.LightningModule, source: dict, init_from: str) -> None:
+    """``source``'s weights (the checkpoint ``init_from`` names) into ``model``, the classifier kept fresh
+    where the classes differ; logged."""
     theirs = LabelSet.from_dict(source["hyper_parameters"].get("labels"))
     fresh = load_weights(model, source, init_from)
     why = "; ".join(theirs.differences(model.label_set))

@@ -270,3 +270,13 @@ def test_the_demo_server_is_told_the_upload_limit(tmp_path):
     page = Page()
     demo.serve(page, compose_config("demo", "max_upload_mb=7"), tmp_path)
     assert page.kwargs["max_file_size"] == "7mb"  # Gradio refuses a larger upload on the page
+
+
+def test_a_missing_init_from_is_named_before_any_work(tmp_path):
+    from seg.model.checkpoint import CheckpointError
+    from seg.train import train
+
+    cfg = compose_config("train", f"init_from={tmp_path / 'nope.ckpt'}", f"paths.data_dir={tmp_path / 'data'}")
+    with pytest.raises(CheckpointError, match=r"Checkpoint not found: .*nope.ckpt. Pass init_from=\.\.\."):
+        train(cfg)
+    assert not (tmp_path / "data").exists()  # before the data set was fetched

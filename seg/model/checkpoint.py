@@ -53,8 +53,9 @@ def _targets(obj: Any) -> list[str]:
     return []
 
 
-def read_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
-    """The checkpoint's contents, loaded with ``weights_only=True`` on the CPU."""
+def read_checkpoint(ckpt_path: str | os.PathLike, key: str = "ckpt_path") -> dict[str, Any]:
+    """The checkpoint's contents, loaded with ``weights_only=True`` on the CPU; ``key``: the setting that
+    named it, for the messages."""
     path = Path(ckpt_path).expanduser()
     if path.is_dir():
         raise CheckpointError(
@@ -63,7 +64,7 @@ def read_checkpoint(ckpt_path: str | os.PathLike) -> dict[str, Any]:
         )
     if not path.is_file():
         raise CheckpointError(
-            f"Checkpoint not found: {path}. Pass ckpt_path=... with a file written by seg.train, "
+            f"Checkpoint not found: {path}. Pass {key}=... with a file written by seg.train, "
             f"e.g. outputs/runs/<date>/<time>/checkpoints/last.ckpt"
         )
     try:
