@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from seg.callbacks.budget import PLANNED_DECAY, Budget, budget_problem, cadence, with_planned_decay
 from seg.callbacks.loggers import SETTINGS as LOGGERS
 from seg.callbacks.loggers import close_loggers, log_config, log_run_end
 from seg.callbacks.stops import GracefulStop
@@ -38,6 +39,7 @@ HPARAM_METRICS = ("best/val/acc", "val/acc", "val/miou", "test/acc", "test/acc_p
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and test as configured; returns every logged metric plus ``best/<monitor>``."""
     started = time.perf_counter()
+    budget_start = time.monotonic()
     ckpt_path = cfg.get("ckpt_path")
     purge_step = None
     ckpt = None
@@ -50,7 +52,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # fine-tuning's checkpoint read (and refused if missing or unsafe) before any work, as ckpt_path's
     source = read_checkpoint(cfg.init_from, key="init_from") if cfg.get("init_from") else None
     pl.seed_everything(cfg.seed, workers=True)
+    planned_decay(cfg)
     datamodule, model, trainer = build(cfg, purge_step)
+    budget = next((c for c in trainer.callbacks if isinstance(c, Budget) and c.active), None)
+    if budget is not None:
+        budget.count_from(budget_start)  # the data's preparation counts
     ok = False
     try:
         metrics = fit_and_test(cfg, datamodule, model, trainer, ckpt, ckpt_path, source)
@@ -59,9 +65,35 @@ def train(cfg: DictConfig) -> dict[str, float]:
         close_loggers(trainer.loggers, ok)
     if trainer.is_global_zero:  # result.json: what a sweep summary reads (seg.run.sweep.SweepSummary)
         write_result(
-            cfg.paths.output_dir, metrics, epochs=trainer.current_epoch, wall_time=time.perf_counter() - started
+            cfg.paths.output_dir,
+            metrics,
+            epochs=trainer.current_epoch,
+            wall_time=time.perf_counter() - started,
+            budget=budget.report() if budget is not None else None,
         )
     return metrics
+
+
+def planned_decay(cfg: DictConfig) -> None:
+    """A budgeted run's scheduler becomes the planned decay, without an EMA of the weights unless
+    ``callbacks.budget.keep_ema`` (``callbacks.budget.decay=false``: neither changes); logged."""
+    if not with_planned_decay(cfg):
+        return
+    scheduler = cfg.get("scheduler") or {}
+    if scheduler.get("_target_") != PLANNED_DECAY["_target_"]:  # not scheduler=planned with its own keys
+        log.info(
+            f"budget={cfg.budget}: the lr decays to the planned last step (scheduler=planned) instead of "
+            f"{scheduler.get('_target_', 'a constant lr')}; callbacks.budget.decay=false keeps the scheduler group's"
+        )
+        with open_dict(cfg):
+            cfg.scheduler = OmegaConf.create(PLANNED_DECAY)
+    if cfg.callbacks.get("ema") and not cfg.callbacks.budget.get("keep_ema"):
+        log.info(
+            "budget: no EMA of the weights (the decay to the last step settles them; "
+            "callbacks.budget.keep_ema=true keeps it)"
+        )
+        with open_dict(cfg):
+            cfg.callbacks.ema = None
 
 
 def fit_and_test(
@@ -83,7 +115,8 @@ def fit_and_test(
     # of a sweep can be compared in one table
     final = {f"hp/{k.replace('/', '_')}": metrics[k] for k in HPARAM_METRICS if k in metrics}
     log_run_end(trainer.loggers, hparams_for_table(cfg), final, trainer.global_step)
-    log_summary(cfg, metrics, best_path, last_path, tested)
+    budget = next((c for c in trainer.callbacks if isinstance(c, Budget) and c.active), None)
+    log_summary(cfg, metrics, best_path, last_path, tested, budget.report() if budget else None)
     return metrics
 
 
@@ -167,8 +200,16 @@ def run_test_stage(
     return tested
 
 
-def log_summary(cfg: DictConfig, metrics: dict[str, float], best_path: str, last_path: str, tested: str | None) -> None:
-    """The run's summary at the end of its log: the headline numbers, the checkpoints, where it all is."""
+def log_summary(
+    cfg: DictConfig,
+    metrics: dict[str, float],
+    best_path: str,
+    last_path: str,
+    tested: str | None,
+    budget: dict | None = None,
+) -> None:
+    """The run's summary at the end of its log: the headline numbers, the checkpoints, the budget planned
+    against the time used, where it all is."""
     summary = {
         "best val/acc": metrics.get("best/val/acc"),
         "test/acc": metrics.get("test/acc"),
@@ -180,10 +221,28 @@ def log_summary(cfg: DictConfig, metrics: dict[str, float], best_path: str, last
         "test_tta": cfg.get("test_tta", False),
         "output_dir": cfg.paths.output_dir,
     }
+    if budget:
+        summary["budget"] = budget_line(budget)
     log.info(
         "Summary:\n"
         + "\n".join(f"  {k:23s} {v:.4f}" if isinstance(v, float) else f"  {k:23s} {v}" for k, v in summary.items())
     )
+
+
+def budget_line(b: dict) -> str:
+    """``budget 300 s, used 291 s (fit 276 s of which 9 validations 21 s, test 15 s); plan: ...``."""
+    parts = [f"{b['budget_s']:.0f} s, used {b['used_s']:.0f} s"]
+    inner = []
+    if "fit_s" in b:
+        inner.append(f"fit {b['fit_s']:.0f} s of which {b['validations']} validations {b['validation_s']:.0f} s")
+    if "test_s" in b:
+        inner.append(f"test {b['test_s']:.0f} s")
+    text = parts[0] + (f" ({', '.join(inner)})" if inner else "")
+    if p := b.get("plan"):
+        text += f"; plan: {p['steps']} steps, decay from step {p['decay_from']}, validation {cadence(p['val_every'])}"
+    if b.get("stopped_early"):
+        text += f"; {b['stopped_early']}"
+    return text
 
 
 def objective(metrics: dict[str, float], name: str | None) -> float | None:
@@ -214,6 +273,10 @@ def _training_crops(get: Get, at: str) -> list[str]:
 
 def _optimizer_and_validation(get: Get, at: str) -> list[str]:
     out = []
+    scheduler = get("scheduler")
+    planned = isinstance(scheduler, dict) and scheduler.get("_target_") == PLANNED_DECAY["_target_"]
+    if planned and get("budget") is None:
+        out.append("scheduler=planned: its decay is planned to a budget; give one, e.g. budget=15m")
     if not given(get("optimizer")):
         out.append("optimizer: training needs one, e.g. optimizer=adam (it was left out)")
     limit = get("trainer.limit_val_batches")
@@ -234,6 +297,7 @@ SETTINGS = (
             "test": switch,
             "test_ckpt": one_of("last", "best"),
             "test_tta": tta_problem,
+            "budget": budget_problem,
         },
         checks=(_run_length, _training_crops, _optimizer_and_validation),
     )

@@ -7,6 +7,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -193,3 +194,31 @@ def check_entry(cfg) -> None:
     from seg.run.settings import check_settings
 
     check_settings(cfg, entry_settings(cfg))
+
+
+def start_train(run: Path, overrides: list[str]) -> subprocess.Popen:
+    """``python -m seg.train OVERRIDES`` into ``run``, in the background."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "seg.train", *overrides, f"hydra.run.dir={run}"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ.copy(),
+    )
+
+
+def wait_for_epoch(proc: subprocess.Popen, ckpt: Path, epoch: int, timeout: float = 300) -> None:
+    """Until ``ckpt`` holds ``epoch`` (it is rewritten atomically at every epoch end)."""
+    import torch
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if torch.load(ckpt, weights_only=True)["epoch"] >= epoch:
+                return
+        except (FileNotFoundError, RuntimeError, EOFError):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{ckpt} never reached epoch {epoch}")

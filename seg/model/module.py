@@ -189,7 +189,9 @@ class SegModule(pl.LightningModule):
         if not self.hparams.scheduler:
             return optimizer
         scheduler = instantiate(self.hparams.scheduler)(optimizer=optimizer)
+        # torch's schedulers step per epoch; a planned one (seg.model.schedules) says it steps per batch
+        interval = getattr(scheduler, "interval", "epoch")
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor, "interval": "epoch"},
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor, "interval": interval},
         }

@@ -32,14 +32,23 @@ def finite(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def write_result(output_dir: str | os.PathLike, metrics: Mapping[str, float], epochs: int, wall_time: float) -> Path:
-    """``<output_dir>/result.json``: every metric of a finished run, its epoch count and wall time."""
+def write_result(
+    output_dir: str | os.PathLike,
+    metrics: Mapping[str, float],
+    epochs: int,
+    wall_time: float,
+    budget: Mapping[str, Any] | None = None,
+) -> Path:
+    """``<output_dir>/result.json``: every metric of a finished run, its epoch count and wall time, and for a
+    budgeted run its budget, plan and the time used."""
     path = Path(output_dir) / RESULT_FILE
     data = {
         "metrics": {k: finite(v) for k, v in metrics.items()},
         "epochs": int(epochs),
         "wall_time_s": round(float(wall_time), 3),
     }
+    if budget:
+        data["budget"] = dict(budget)
     atomic_write(path, json.dumps(data, indent=2) + "\n")
     return path
 

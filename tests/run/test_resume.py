@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import yaml
 from seg.core.errors import ConfigError
 from seg.run.resume import resume_args
 
-from helpers import ROOT, run_module, scalars
+from helpers import run_module, scalars, start_train, wait_for_epoch
 
 # batch 1: six training steps per epoch, so a stop lands inside an epoch; the default recipe, so
 # augmentation's per-sample randomness, the EMA of the weights and the plateau scheduler are all resumed
@@ -58,36 +55,11 @@ def test_two_uninterrupted_runs_with_one_seed_are_identical(reference):
     assert first == second
 
 
-def start(run: Path, overrides: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "seg.train", *overrides, f"hydra.run.dir={run}"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
-
-
-def wait_for_epoch(proc: subprocess.Popen, ckpt: Path, epoch: int, timeout: float = 300) -> None:
-    """Until ``ckpt`` holds ``epoch`` (it is rewritten atomically at every epoch end)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        try:
-            if torch.load(ckpt, weights_only=True)["epoch"] >= epoch:
-                return
-        except (FileNotFoundError, RuntimeError, EOFError):
-            pass
-        time.sleep(0.05)
-    raise TimeoutError(f"{ckpt} never reached epoch {epoch}")
-
-
 def test_kill_9_during_an_epoch_then_resume_ends_exactly_like_the_uninterrupted_run(
     reference, train_overrides, tmp_path
 ):
     run = tmp_path / "run"
-    proc = start(run, [*train_overrides, *RECIPE])
+    proc = start_train(run, [*train_overrides, *RECIPE])
     wait_for_epoch(proc, run / "checkpoints" / "last.ckpt", 1)
     time.sleep(0.3)  # into epoch 2
     proc.send_signal(signal.SIGKILL)
@@ -110,7 +82,7 @@ def test_a_stop_signal_saves_progress_mid_epoch_and_resume_continues_exactly(
     sig, code, reference, train_overrides, tmp_path
 ):
     run = tmp_path / "run"
-    proc = start(run, [*train_overrides, *RECIPE])
+    proc = start_train(run, [*train_overrides, *RECIPE])
     wait_for_epoch(proc, run / "checkpoints" / "last.ckpt", 0)
     before = {p.name: p.read_bytes() for p in (run / "checkpoints").glob("epoch_*.ckpt")}
     config = (run / ".hydra" / "config.yaml").read_text()
