@@ -16,6 +16,7 @@ from seg.data.dataset import Reader
 from seg.data.folder import Catalogue, FolderReader, Layout
 from seg.data.formats import FORMATS, read_catalogue
 from seg.data.labels import LabelSet
+from seg.data.recipe import AUTO, auto_or, recipe
 from seg.data.survey import Survey, report, survey
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ def _root(get: Get, at: str) -> list[str]:
     return [f"{at}root: pass the folder of your data set, e.g. python -m seg.train data=folder data.root=DIR"]
 
 
+AUTO_KEYS = ("crop_size", "batch_size", "augment_scale")  # the loader keys that may be auto
+
+
 class FolderDataModule(SegDataModule):
     """Any data set in folders (:mod:`seg.data.folder`: flat, Pascal VOC, or one folder pair per split), its
     classes from ``classes`` / ``classes.txt`` / the masks, checked before use (:mod:`seg.data.survey`,
@@ -44,6 +48,8 @@ class FolderDataModule(SegDataModule):
 
     SETTINGS: ClassVar[Settings] = SegDataModule.SETTINGS | Settings(
         {
+            # auto: chosen from the training photos' sizes (seg.data.recipe)
+            **{k: auto_or(SegDataModule.SETTINGS.rules[k]) for k in AUTO_KEYS},
             "ignore_index": integer(null=True),
             "binary_threshold": integer(1, 255, null=True),
             "format": one_of(*FORMATS),
@@ -102,7 +108,8 @@ class FolderDataModule(SegDataModule):
         return FolderReader(self.label_set(), self.survey().binary)
 
     def prepare_data(self) -> None:
-        """Check the data set before any work: a problem is an error naming its file."""
+        """Check the data set before any work: a problem is an error naming its file. Then the settings
+        left ``auto`` are chosen from the photo sizes (logged)."""
         found = self.survey()
         for note in found.notes:
             log.warning(note)
@@ -116,6 +123,25 @@ class FolderDataModule(SegDataModule):
                 f"{len(found.problems)} problems in the data set at {self.hparams.root} "
                 f"(python -m seg.check shows them all with the class table):\n{lines}"
             )
+        self.choose_recipe()
+
+    def choose_recipe(self) -> None:
+        """``crop_size``, ``batch_size`` and ``augment_scale`` left ``auto``: set by :func:`seg.data.recipe.recipe`
+        from the training split's photo sizes, logged with the rule's reasons."""
+        auto = [k for k in AUTO_KEYS if self.hparams.get(k) == AUTO]
+        if not auto:
+            return
+        chosen = recipe(self.survey().splits["train"].sizes)
+        for key in auto:
+            self.hparams[key] = getattr(chosen, key)
+        log.info(
+            f"data: {', '.join(f'{k}={self.hparams[k]}' for k in auto)} (auto): {chosen.why}; "
+            f"set any of them to override"
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        self.choose_recipe()  # on every process (prepare_data runs on one)
+        super().setup(stage)
 
     def split_items(self, split: str) -> list[Hashable]:
         return list(self.catalogue.splits[split])

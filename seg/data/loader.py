@@ -45,7 +45,7 @@ class Loader:
         """The loader keys taken out of ``settings``, as plain values (tuples, not Hydra's ListConfigs, so
         that checkpoints load with ``weights_only=True``)."""
         found = {f.name: settings.pop(f.name) for f in fields(cls) if f.name in settings}
-        if "augment_scale" in found:
+        if "augment_scale" in found and found["augment_scale"] != "auto":  # auto: seg.data.recipe chooses
             found["augment_scale"] = tuple(float(v) for v in found["augment_scale"])
         if "train_crop_sizes" in found:
             sizes: Sequence[int] | None = found["train_crop_sizes"]
