@@ -52,7 +52,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # fine-tuning's checkpoint read (and refused if missing or unsafe) before any work, as ckpt_path's
     source = read_checkpoint(cfg.init_from, key="init_from") if cfg.get("init_from") else None
     pl.seed_everything(cfg.seed, workers=True)
-    planned_decay(cfg)
+    budget_recipe(cfg)
     datamodule, model, trainer = build(cfg, purge_step)
     budget = next((c for c in trainer.callbacks if isinstance(c, Budget) and c.active), None)
     if budget is not None:
@@ -74,26 +74,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def planned_decay(cfg: DictConfig) -> None:
-    """A budgeted run's scheduler becomes the planned decay, without an EMA of the weights unless
-    ``callbacks.budget.keep_ema`` (``callbacks.budget.decay=false``: neither changes); logged."""
-    if not with_planned_decay(cfg):
+def budget_recipe(cfg: DictConfig) -> None:
+    """What a budget changes in the recipe, each logged and each undone by its ``callbacks.budget`` key: the
+    planned decay replaces the scheduler (``decay``), no EMA of the weights (``keep_ema``), the loss at the
+    decoder's stride 4 (``low_res_loss``). Measured at budget=5m on MSRC: docs/results.md."""
+    if cfg.get("budget") is None:
         return
+    keys = (cfg.get("callbacks") or {}).get("budget") or {}
     scheduler = cfg.get("scheduler") or {}
-    if scheduler.get("_target_") != PLANNED_DECAY["_target_"]:  # not scheduler=planned with its own keys
-        log.info(
-            f"budget={cfg.budget}: the lr decays to the planned last step (scheduler=planned) instead of "
-            f"{scheduler.get('_target_', 'a constant lr')}; callbacks.budget.decay=false keeps the scheduler group's"
-        )
+    changes = {}
+    if with_planned_decay(cfg) and scheduler.get("_target_") != PLANNED_DECAY["_target_"]:
+        changes["scheduler"] = ("the planned decay to the last step (scheduler=planned)", "decay=false")
         with open_dict(cfg):
             cfg.scheduler = OmegaConf.create(PLANNED_DECAY)
-    if cfg.callbacks.get("ema") and not cfg.callbacks.budget.get("keep_ema"):
-        log.info(
-            "budget: no EMA of the weights (the decay to the last step settles them; "
-            "callbacks.budget.keep_ema=true keeps it)"
-        )
+    if cfg.callbacks.get("ema") and not keys.get("keep_ema"):
+        changes["callbacks.ema"] = ("none (the decay to the last step settles the weights)", "keep_ema=true")
         with open_dict(cfg):
             cfg.callbacks.ema = None
+    if keys.get("low_res_loss", True) and not cfg.model.get("low_res_loss", True):
+        changes["model.low_res_loss"] = ("true (1.5x the steps of a budget)", "low_res_loss=false")
+        with open_dict(cfg):
+            cfg.model.low_res_loss = True
+    for key, (what, undo) in changes.items():
+        log.info(f"budget={cfg.budget}: {key} is {what}; callbacks.budget.{undo} keeps yours")
 
 
 def fit_and_test(

@@ -35,6 +35,9 @@ PLAN_FILE = "plan.json"
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([hms])")
 _NEVER = 10**9  # check_val_every_n_epoch of an epoch that is not validated
 SKIPPED_STEPS = 2  # at least the first steps' times are left out of the step time
+# later epochs' steps took 5-7% longer than the first epoch's last ones (budget=5m on MSRC, 2-core Xeon,
+# docs/results.md): planned with this much more, the run ends at its plan rather than being cut short
+LATER_STEPS = 1.06
 
 
 def seconds(budget: Any) -> float:
@@ -87,12 +90,12 @@ PLANNED_DECAY = {"_target_": "seg.model.schedules.PlannedDecay", "_partial_": Tr
 class Budget(pl.Callback):
     """Plans the run to ``budget`` seconds (inactive when None). ``val_share``: the largest share of the
     budget validation may take; ``plan``: an earlier run's ``plan.json`` to follow instead of measuring;
-    ``dirpath``: where ``plan.json`` is written; ``decay``/``keep_ema``: see :func:`with_planned_decay`;
+    ``dirpath``: where ``plan.json`` is written; ``decay``/``keep_ema``/``low_res_loss``: seg.train's budget recipe;
     ``test``/``test_tta``: what the test stage will run, so its time is kept free."""
 
     # the budget itself is the run's top-level key, checked by seg.train (budget_problem)
     SETTINGS = Settings(
-        {"val_share": number(0, 1, above=True), "decay": switch, "keep_ema": switch},
+        {"val_share": number(0, 1, above=True), "decay": switch, "keep_ema": switch, "low_res_loss": switch},
         checks=(_plan_file,),
     )
 
@@ -102,14 +105,16 @@ class Budget(pl.Callback):
         val_share: float = 0.1,
         decay: bool = True,
         keep_ema: bool = False,
+        low_res_loss: bool = True,
         plan: str | None = None,
         dirpath: str | None = None,
         test: bool = True,
         test_tta: Any = False,
     ) -> None:
         self.seconds = seconds(budget) if budget is not None else None
-        # decay and keep_ema are read by seg.train, which builds the scheduler and the EMA before this
-        self.val_share, self.decay, self.keep_ema, self.dirpath = float(val_share), bool(decay), bool(keep_ema), dirpath
+        # decay, keep_ema and low_res_loss are read by seg.train (budget_recipe): they change what is built
+        self.val_share, self.dirpath = float(val_share), dirpath
+        self.recipe = {"decay": bool(decay), "keep_ema": bool(keep_ema), "low_res_loss": bool(low_res_loss)}
         self.test_passes = 0 if not test else _passes(test_tta)
         self.plan: dict[str, Any] | None = json.loads(Path(plan).read_text()) if plan else None
         self.plan_given = plan is not None
@@ -272,7 +277,7 @@ class Budget(pl.Callback):
         if not gaps and self._last_batch_end is not None and starts:
             gaps = [self._last_batch_end - starts[-1]]
         # the mean, stalls included: they are spent again in every epoch
-        step = (statistics.fmean(gaps) if gaps else 1.0) * trainer.accumulate_grad_batches
+        step = (statistics.fmean(gaps) if gaps else 1.0) * trainer.accumulate_grad_batches * LATER_STEPS
         val_batches = sum(trainer.num_val_batches) if trainer.num_val_batches else 0
         if self.val_times:
             val = self.val_times[-1]

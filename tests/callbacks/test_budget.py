@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from seg.callbacks.budget import PLAN_FILE, Budget, seconds
+from seg.callbacks.budget import LATER_STEPS, PLAN_FILE, Budget, seconds
 
 from helpers import compose_config, entry_problems, run_module, start_train, wait_for_epoch
 
@@ -69,7 +69,8 @@ def test_the_plan_fills_the_budget_and_keeps_validation_within_its_share(tmp_pat
     b.val_times = [5.0]
     b._make_plan(fake_trainer(), now)
     p = b.plan
-    assert p["measured"] == pytest.approx({"step_s": 0.1, "val_s": 5.0, "epoch_end_s": 0.5, "test_s": 5.5}, abs=0.01)
+    step = 0.1 * LATER_STEPS  # the first epoch's steps, as later epochs take them
+    assert p["measured"] == pytest.approx({"step_s": step, "val_s": 5.0, "epoch_end_s": 0.5, "test_s": 5.5}, abs=0.01)
     # 10 s for validation, 5 of them spent: one more validation, the last epoch's
     assert p["validations"] == 2 and p["last_epoch"] == (p["steps"] - 1) // 10
     assert [e for e in range(p["last_epoch"] + 1) if b._validated(e)] == [0, p["last_epoch"]]
@@ -77,7 +78,7 @@ def test_the_plan_fills_the_budget_and_keeps_validation_within_its_share(tmp_pat
 
     def cost(steps: int) -> float:
         epochs = (steps - 1) // 10 + 1 - 1
-        return (steps - 10) * 0.1 + epochs * 0.5 + 5.0
+        return (steps - 10) * step + epochs * 0.5 + 5.0
 
     assert cost(p["steps"]) <= left + 0.01 < cost(p["steps"] + 2)
     assert p["decay_from"] == 10 and p["planned_epoch"] == 1
@@ -127,7 +128,8 @@ def test_a_budgeted_run_ends_in_time_with_its_plan_in_the_run_and_the_checkpoint
         assert [g["lr"] for g in ckpt["optimizer_states"][0]["param_groups"]] == [0.0, 0.0]
     assert b["validations"] == plan["validations"] or "stopped_early" in b
     log = (run / "train.log").read_text()
-    assert "budget=20s: the lr decays to the planned last step (scheduler=planned)" in log
+    assert "budget=20s: scheduler is the planned decay to the last step (scheduler=planned)" in log
+    assert "budget=20s: model.low_res_loss is true" in log and "callbacks.ema is none" in log
     assert f"budget                  {BUDGET_S} s, used" in log
 
 
