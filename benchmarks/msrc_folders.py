@@ -85,6 +85,8 @@ def overrides(root: Path, layout: str) -> list[str]:
     classes known: horse is in no training photo)."""
     photos, masks, lists = LAYOUTS[layout]
     common = ["data=folder", f"data.root={root}", f"data.ignore_index={IGNORE}", "data.allow_unseen_classes=true"]
+    # MSRC's own crops and batch (data=msrc's), not the ones a folder data set's auto recipe would choose
+    common += ["data.crop_size=240", "data.batch_size=8", "data.augment_scale=[0.75,1.25]"]
     if layout == "per_split":
         return common + [
             f"data.{s}.{k}={d.format(split=s)}" for s in SPLITS for k, d in (("images", photos), ("masks", masks))

@@ -54,6 +54,14 @@ CONFIGS: dict[str, dict] = {
         "threads": None,
         "low_res_loss": True,
     },
+    # the same at bf16-mixed: what trainer.precision=auto picks where the CPU has native bfloat16
+    "channels_last+bf16+low_res_loss": {
+        "channels_last": True,
+        "precision": "bf16-mixed",
+        "compile": False,
+        "threads": None,
+        "low_res_loss": True,
+    },
 }
 DEFAULT_CONFIG = "channels_last"
 

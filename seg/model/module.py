@@ -193,5 +193,12 @@ class SegModule(pl.LightningModule):
         interval = getattr(scheduler, "interval", "epoch")
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor, "interval": interval},
+            # strict=False: an epoch without validation (check_val_every_n_epoch > 1, a budget's cadence) leaves
+            # ReduceLROnPlateau as it is instead of stopping the run
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "monitor": self.hparams.monitor,
+                "interval": interval,
+                "strict": False,
+            },
         }

@@ -162,3 +162,32 @@ def test_a_budgeted_run_stopped_and_resumed_ends_exactly_like_the_uninterrupted_
     run_module("seg.train", f"resume={run}")
     resumed, uninterrupted = weights(run), weights(budgeted["followed"])
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_a_budget_changes_the_recipe_as_measured_and_each_change_can_be_kept_out(caplog):
+    from seg.train import budget_recipe
+
+    plain = compose_config("train")
+    budget_recipe(plain)  # no budget: nothing changes
+    assert (
+        plain.scheduler._target_.endswith("ReduceLROnPlateau") and plain.callbacks.ema and not plain.model.low_res_loss
+    )
+
+    cfg = compose_config("train", "budget=5m")
+    budget_recipe(cfg)
+    assert cfg.scheduler._target_ == "seg.model.schedules.PlannedDecay"
+    assert cfg.callbacks.ema is None and cfg.model.low_res_loss is True
+
+    kept = compose_config(
+        "train",
+        "budget=5m",
+        "callbacks.budget.decay=false",
+        "callbacks.budget.keep_ema=true",
+        "callbacks.budget.low_res_loss=false",
+    )
+    budget_recipe(kept)
+    assert kept.scheduler._target_.endswith("ReduceLROnPlateau") and kept.callbacks.ema and not kept.model.low_res_loss
+
+    own = compose_config("train", "budget=5m", "scheduler=planned", "scheduler.shape=cosine")
+    budget_recipe(own)
+    assert own.scheduler.shape == "cosine"  # scheduler=planned as given
