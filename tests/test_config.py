@@ -153,7 +153,8 @@ def test_a_data_config_of_your_own_composes_on_top_of_folder(tmp_path):
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("train", overrides=["data=camvid"])
     assert cfg.data._target_ == "seg.data.folder_data.FolderDataModule" and cfg.data.root == "/data/CamVid"
-    assert cfg.data.train.masks == "trainannot" and cfg.data.ignore_index == 11 and cfg.data.crop_size == 240
+    assert cfg.data.train.masks == "trainannot" and cfg.data.ignore_index == 11
+    assert cfg.data.crop_size == "auto" and cfg.data.batch_size == "auto"  # the folder recipe, chosen from the photos
 
 
 def test_experiment_cv_is_a_5_fold_multirun_of_the_default_recipe():
