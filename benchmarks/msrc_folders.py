@@ -8,6 +8,8 @@ The photos are copied byte for byte (BMP); the masks are the archive's targets a
 ``classes.txt`` colour table (``rgb``). ``flat`` and ``voc`` keep the archive's split lists and their
 order; ``per_split`` is one folder pair per split (CamVid's ``train/`` + ``trainannot/``). Trained with the
 same settings, the folder form gives what ``data=msrc`` gives (tests/data/test_folder.py; docs/results.md).
+``--scale N`` enlarges every photo N times (bilinear) and its mask with it (nearest): the same scenes as
+photos far larger than the training scale (docs/speed.md, "Tiles for large photos").
 The archive comes from ``--url`` (default ``$SEG_DATA_URL``, else the public archive) into ``--data-dir``.
 """
 
@@ -50,15 +52,21 @@ def _mask(ids: np.ndarray, kind: str) -> Image.Image:
     return image
 
 
-def write_folder(msrc_root: Path, out: Path, layout: str = "flat", masks: str = "palette") -> Path:
-    """The extracted archive at ``msrc_root`` as a folder data set at ``out``, a new (or empty) folder written
-    whole or not at all (:func:`seg.core.files.new_folder`); returns ``out``."""
+def write_folder(msrc_root: Path, out: Path, layout: str = "flat", masks: str = "palette", scale: int = 1) -> Path:
+    """The extracted archive at ``msrc_root`` as a folder data set at ``out`` (photos and masks enlarged
+    ``scale`` times), a new (or empty) folder written whole or not at all (:func:`seg.core.files.new_folder`);
+    returns ``out``."""
     with new_folder(out) as tmp:
-        _write(msrc_root, tmp, layout, masks)
+        _write(msrc_root, tmp, layout, masks, scale)
     return out
 
 
-def _write(msrc_root: Path, out: Path, layout: str, masks: str) -> None:
+def _enlarged(path: Path, out: Path, scale: int, resample: Image.Resampling) -> None:
+    with Image.open(path) as image:
+        image.resize((image.width * scale, image.height * scale), resample).save(out)
+
+
+def _write(msrc_root: Path, out: Path, layout: str, masks: str, scale: int = 1) -> None:
     photos_dir, masks_dir, lists_dir = LAYOUTS[layout]
     for split in SPLITS:
         names = read_split(msrc_root / f"{split}.txt")
@@ -68,11 +76,17 @@ def _write(msrc_root: Path, out: Path, layout: str, masks: str) -> None:
         labels.mkdir(parents=True, exist_ok=True)
         for name in names:
             image, target = item_paths(msrc_root, name)
-            shutil.copyfile(image, photos / image.name)
-            if masks == "rgb":
-                shutil.copyfile(target, labels / f"{name}.bmp")
+            if scale == 1:
+                shutil.copyfile(image, photos / image.name)
             else:
-                _mask(load_item(msrc_root, name)[1].astype(np.int64), masks).save(labels / f"{name}.png")
+                _enlarged(image, photos / image.name, scale, Image.Resampling.BILINEAR)
+            if masks == "rgb" and scale == 1:
+                shutil.copyfile(target, labels / f"{name}.bmp")
+            elif masks == "rgb":
+                _enlarged(target, labels / f"{name}.bmp", scale, Image.Resampling.NEAREST)
+            else:
+                ids = load_item(msrc_root, name)[1].astype(np.int64).repeat(scale, 0).repeat(scale, 1)
+                _mask(ids, masks).save(labels / f"{name}.png")
         if lists_dir is not None:
             (out / lists_dir).mkdir(parents=True, exist_ok=True)
             (out / lists_dir / f"{split}.txt").write_text("".join(f"{n}\n" for n in names))
@@ -99,12 +113,13 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="the folder to write (new or empty)")
     parser.add_argument("--layout", choices=list(LAYOUTS), default="flat")
     parser.add_argument("--masks", choices=MASKS, default="palette")
+    parser.add_argument("--scale", type=int, default=1, help="enlarge photos (bilinear) and masks (nearest) N times")
     parser.add_argument("--url", default=os.environ.get("SEG_DATA_URL", DEFAULT_URL))
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     args = parser.parse_args()
     msrc = prepare_data(args.url, args.data_dir, DEFAULT_SHA256 if args.url == DEFAULT_URL else None)
     try:
-        out = write_folder(msrc, args.out, args.layout, args.masks)
+        out = write_folder(msrc, args.out, args.layout, args.masks, args.scale)
     except SegError as e:
         sys.exit(f"error: {e}")
     print(f"wrote {out}; train on it with: python -m seg.train {' '.join(overrides(out, args.layout))}")

@@ -28,7 +28,7 @@ from omegaconf import DictConfig
 
 from seg.core.errors import ConfigError, SegError
 from seg.core.rules import Get, Settings, given, integer, number, shown, switch, text
-from seg.model.inference import max_side_problem, tta_problem
+from seg.model.inference import max_side_problem, tile_overlap_problem, tile_problem, tta_problem
 from seg.run.entry import hydra_main, run_job
 from seg.run.page import (
     FORMATS,
@@ -239,6 +239,8 @@ SETTINGS = Settings(
         "overlay_alpha": number(0, 1),
         "tta": tta_problem,
         "max_side": max_side_problem,
+        "tile": tile_problem,
+        "tile_overlap": tile_overlap_problem,
     },
     checks=(_at_most_one_model,),
 )

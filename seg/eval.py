@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from seg.core.rules import Get, Settings, given, one_of
 from seg.data.labels import LabelSet
 from seg.data.splits import SPLITS
 from seg.model.checkpoint import load_model
-from seg.model.inference import TTA, max_side_problem, photo_ids, tta_problem
+from seg.model.inference import TTA, max_side_problem, photo_ids, tile_overlap_problem, tile_problem, tta_problem
 from seg.model.metrics import SplitScore
 from seg.run.build import build_datamodule
 from seg.run.entry import hydra_main, run_job
@@ -26,16 +27,23 @@ log = logging.getLogger(__name__)
 
 
 def score(
-    model: torch.nn.Module, loader: Any, tta: TTA = False, max_side: int | None = None, labels: LabelSet | None = None
+    model: torch.nn.Module,
+    loader: Any,
+    tta: TTA = False,
+    max_side: int | None = None,
+    labels: LabelSet | None = None,
+    tile: int | None = None,
+    tile_overlap: float = 1 / 3,
 ) -> dict[str, Any]:
     """Every metric of ``model`` over ``loader`` (batches of images and targets); void never counts.
 
-    Images with a side over ``max_side`` go through the net shrunk to it, as ``seg.predict`` does.
+    Images with a side over ``max_side`` go through the net shrunk to it, as ``seg.predict`` does; with
+    ``tile``, images larger than it go through in overlapping windows at their own size.
     ``labels``: the model's classes with the data's ignore index (default: the model's own label set).
     """
     scored = SplitScore(labels or model.label_set)
     for x, y in loader:
-        scored.update(photo_ids(model, x, tta, max_side), y)
+        scored.update(photo_ids(model, x, tta, max_side, tile, tile_overlap), y)
     return scored.compute()
 
 
@@ -72,8 +80,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         theirs.require(ours, f"ckpt_path={cfg.ckpt_path}", advice)
     labels = LabelSet(theirs.names, theirs.palette, ignore, theirs.ignore_colours)
     tta, max_side = tta_value(cfg.tta), cfg.get("max_side")
-    metrics = score(model, loader, tta=tta, max_side=max_side, labels=labels)
-    metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=tta, max_side=max_side)
+    tiles = {"tile": cfg.get("tile"), "tile_overlap": cfg.get("tile_overlap", 1 / 3)}
+    started = time.perf_counter()
+    metrics = score(model, loader, tta=tta, max_side=max_side, labels=labels, **tiles)
+    metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=tta, max_side=max_side, **tiles)
+    metrics["seconds"] = time.perf_counter() - started  # reading and scoring the split, the model loaded
     write_eval_report(metrics, Path(cfg.paths.output_dir))
     log.info("\n" + format_table(metrics) + f"\n\nwritten to {cfg.paths.output_dir}/metrics.json")
     return metrics
@@ -91,6 +102,8 @@ SETTINGS = Settings(
         "split": one_of(*SPLITS),
         "tta": tta_problem,
         "max_side": max_side_problem,
+        "tile": tile_problem,
+        "tile_overlap": tile_overlap_problem,
         "match_classes": one_of("exact", "by_name"),
     },
     checks=(_checkpoint_given,),

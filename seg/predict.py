@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from seg.core.rules import Get, Settings, given, integer, number, shown, switch
 from seg.data.photos import PhotoError, find_photos, load_photo, photo_size
 from seg.deploy.pictures import class_shares
 from seg.deploy.segmenter import Segmenter
-from seg.model.inference import max_side_problem, tta_problem
+from seg.model.inference import max_side_problem, tile_overlap_problem, tile_problem, tta_problem
 from seg.run.entry import hydra_main, run_job
 from seg.run.predictions import mask_file, open_segmenter, overlay_file, write_mask, write_overlay
 
@@ -71,41 +72,49 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     check_output(out, photos, list(stems.values()), cfg.overwrite)
     segmenter = open_segmenter(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    log.info(f"{len(photos)} photos -> {out} ({segmenter.backend}, tta={cfg.tta}, max_side={cfg.max_side})")
+    how = f"{segmenter.backend}, tta={cfg.tta}, max_side={cfg.max_side}, tile={cfg.get('tile')}"
+    log.info(f"{len(photos)} photos -> {out} ({how})")
 
     failed: dict[Path, str] = {}
-    by_size: dict[tuple[int, int], list[Path]] = {}  # batches are photos of one size (read from the headers)
-    for p in photos:
-        try:
-            by_size.setdefault(photo_size(p), []).append(p)
-        except PhotoError as e:
-            failed[p] = str(e)
+    started = time.perf_counter()
+    batches = plan_batches(photos, cfg.batch_size, failed)
     rows: dict[Path, dict[str, Any]] = {}
-    with tqdm(total=len(photos), unit="photo", desc="predict", disable=not cfg.progress) as bar:
+    with (
+        Pipeline(cfg.workers) as pool,
+        tqdm(total=len(photos), unit="photo", desc="predict", disable=not cfg.progress) as bar,
+    ):
         bar.update(len(failed))
-        for group in by_size.values():
-            for start in range(0, len(group), cfg.batch_size):
-                chunk = group[start : start + cfg.batch_size]
-                arrays = {}
-                for p in chunk:
-                    try:
-                        arrays[p] = load_photo(p)
-                    except PhotoError as e:
-                        failed[p] = str(e)
-                # a header can disagree with the decoded photo: batch by the decoded size
-                for shape in {a.shape for a in arrays.values()}:
-                    batch = [p for p, a in arrays.items() if a.shape == shape]
-                    t = time.perf_counter()
-                    ids = segmenter.predict_batch([arrays[p] for p in batch])
-                    ms = 1000 * (time.perf_counter() - t) / len(batch)
-                    for p, p_ids in zip(batch, ids):
-                        rows[p] = write_prediction(
-                            segmenter, p, arrays[p], p_ids, out / stems[p], ms, cfg.overlay_alpha
-                        )
-                bar.update(len(chunk))
+        # photos are decoded ahead and predictions written behind, in threads (Pillow and the PNG/JPEG
+        # encoders release the GIL), while the net runs on every core: at most `ahead` batches each way
+        ahead = 2
+        reads = deque(pool.submit(read_batch, chunk) for chunk in batches[:ahead])
+        writes: deque = deque()
+        for i in range(len(batches)):
+            arrays, unread = reads.popleft().result()
+            failed.update(unread)
+            if i + ahead < len(batches):
+                reads.append(pool.submit(read_batch, batches[i + ahead]))
+            # a header can disagree with the decoded photo: batch by the decoded size
+            for shape in {a.shape for a in arrays.values()}:
+                batch = [p for p, a in arrays.items() if a.shape == shape]
+                t = time.perf_counter()
+                ids = segmenter.predict_batch([arrays[p] for p in batch])
+                ms = 1000 * (time.perf_counter() - t) / len(batch)
+                for p, p_ids in zip(batch, ids):
+                    args = (segmenter, p, arrays[p], p_ids, out / stems[p], ms, cfg.overlay_alpha)
+                    writes.append((p, pool.submit(write_prediction, *args)))
+            bar.update(len(batches[i]))
+            while len(writes) > ahead * cfg.batch_size:
+                p, done = writes.popleft()
+                rows[p] = done.result()
+        for p, done in writes:
+            rows[p] = done.result()
 
     write_csv(out / CSV_FILE, [rows[p] for p in photos if p in rows], CSV_FIELDS)  # in input order
-    log.info(f"wrote {len(rows)} predictions and {CSV_FILE} to {out}")
+    seconds = time.perf_counter() - started
+    log.info(
+        f"wrote {len(rows)} predictions and {CSV_FILE} to {out} in {seconds:.1f} s ({len(rows) / seconds:.1f} photos/s)"
+    )
     if failed:
         for why in failed.values():
             log.error(f"skipped: {why}")
@@ -113,7 +122,61 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             f"{len(failed)} of {len(photos)} photos could not be read and were skipped: "
             f"{', '.join(str(p) for p in failed)}; the other {len(rows)} were written to {out}"
         )
-    return {"output": str(out), "predicted": len(rows), "failed": [str(p) for p in failed]}
+    return {
+        "output": str(out),
+        "predicted": len(rows),
+        "failed": [str(p) for p in failed],
+        "seconds": seconds,  # reading, predicting and writing, the model already loaded
+        "photos_per_s": len(rows) / seconds,
+    }
+
+
+def plan_batches(photos: list[Path], batch_size: int, failed: dict[Path, str]) -> list[list[Path]]:
+    """The photos in batches of one size (read from their headers), at most ``batch_size`` each; photos
+    whose header cannot be read go to ``failed``."""
+    by_size: dict[tuple[int, int], list[Path]] = {}
+    for p in photos:
+        try:
+            by_size.setdefault(photo_size(p), []).append(p)
+        except PhotoError as e:
+            failed[p] = str(e)
+    return [group[i : i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
+
+
+def read_batch(paths: list[Path]) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
+    """The decoded photos of a batch, and why the others could not be read."""
+    arrays, failed = {}, {}
+    for p in paths:
+        try:
+            arrays[p] = load_photo(p)
+        except PhotoError as e:
+            failed[p] = str(e)
+    return arrays, failed
+
+
+class Pipeline:
+    """A pool of ``workers`` threads for reading and writing photos; with 0, every task runs at once in
+    the calling thread (the same results, no overlap)."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="predict-io") if workers else None
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        if self._pool is not None:
+            return self._pool.submit(fn, *args)
+        done: Future = Future()
+        try:
+            done.set_result(fn(*args))
+        except BaseException as e:  # handed to .result(), as a pool would
+            done.set_exception(e)
+        return done
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_prediction(
@@ -159,7 +222,10 @@ SETTINGS = Settings(
     {
         "tta": tta_problem,
         "max_side": max_side_problem,
+        "tile": tile_problem,
+        "tile_overlap": tile_overlap_problem,
         "batch_size": integer(1),
+        "workers": integer(0),
         "overlay_alpha": number(0, 1),
         "overwrite": switch,
         "progress": switch,

@@ -21,7 +21,7 @@ from seg.data.labels import CLASS_NAMES, PALETTE
 from seg.data.photos import load_photo
 from seg.predict import predict as predict_photos
 
-from helpers import ROOT, check_entry, compose_config, run_module
+from helpers import ROOT, check_entry, compose_config, entry_problems, run_module
 
 
 def smooth(h: int, w: int, seed: int) -> np.ndarray:
@@ -255,3 +255,32 @@ def test_default_output_is_the_run_dir_under_outputs_predict(photos, ckpt, tmp_p
     run = tmp_path / "run"
     predict(tmp_path, f"ckpt_path={ckpt}", f"input={folder}/dot.png", f"hydra.run.dir={run}", check=True)
     assert (run / "dot.png").is_file() and (run / "dot_overlay.jpg").is_file() and len(read_rows(run)) == 1
+
+
+def test_reading_and_writing_in_threads_writes_what_one_thread_writes(photos, ckpt, tmp_path):
+    # the same folder (unreadable photos included) with the I/O threads and without: the same files,
+    # the same bytes, the CSV in input order; the unreadable ones named in both
+    folder, made = photos
+    written = {}
+    for workers in (0, 3):
+        out = tmp_path / f"w{workers}"
+        with pytest.raises(SegError, match=r"broken.jpg.*cut.jpg|cut.jpg.*broken.jpg"):
+            run_in_process(
+                f"ckpt_path={ckpt}", f"input={folder}", f"output={out}", f"workers={workers}", "batch_size=1"
+            )
+        rows = read_rows(out)
+        written[workers] = {p.name: p.read_bytes() for p in out.iterdir()}, [r["file"] for r in rows]
+    (files0, order0), (files3, order3) = written[0], written[3]
+    assert files0.keys() == files3.keys() and len(order0) == len(made)
+    assert all(files0[k] == files3[k] for k in files0 if k.endswith(".png") or k.endswith(".jpg"))
+    assert order0 == order3 == sorted(order0, key=lambda f: sorted(str(folder / n) for n in made).index(f))
+
+
+def test_tiles_predict_a_folder(photos, ckpt, tmp_path):
+    folder, _ = photos
+    out = tmp_path / "tiled"
+    report = run_in_process(f"ckpt_path={ckpt}", f"input={folder}/wide.tiff", f"output={out}", "tile=256")
+    assert report["predicted"] == 1 and np.asarray(Image.open(out / "wide.png")).shape == (17, 3001)
+    assert entry_problems(compose_config("predict", f"ckpt_path={ckpt}", "input=x", "tile=16")) == [
+        "tile=16: must be an integer >= 32 (the window's side in pixels) or null"
+    ]

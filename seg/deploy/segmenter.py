@@ -22,7 +22,15 @@ from PIL import Image
 from seg.data.photos import PhotoError, PhotoSource, load_photo
 from seg.deploy.metadata import TORCHSCRIPT_FILE, ModelFileError, ModelInfo, parse
 from seg.deploy.pictures import colorize, overlay
-from seg.model.inference import TTA, max_side_problem, photo_ids, photo_logits, tta_problem
+from seg.model.inference import (
+    TTA,
+    max_side_problem,
+    photo_ids,
+    photo_logits,
+    tile_overlap_problem,
+    tile_problem,
+    tta_problem,
+)
 
 DEFAULT_MAX_SIDE = 1024  # photos with a longer side go through the net shrunk to it (time and memory)
 
@@ -74,9 +82,14 @@ def _model_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _check(tta: TTA, max_side: int | None) -> None:
+def _check(tta: TTA, max_side: int | None, tile: int | None = None, tile_overlap: float = 1 / 3) -> None:
     """A bad setting fails when the Segmenter is made, not at the first photo (the settings check's rules)."""
-    for key, value, why in (("max_side", max_side, max_side_problem(max_side)), ("tta", tta, tta_problem(tta))):
+    for key, value, why in (
+        ("max_side", max_side, max_side_problem(max_side)),
+        ("tta", tta, tta_problem(tta)),
+        ("tile", tile, tile_problem(tile)),
+        ("tile_overlap", tile_overlap, tile_overlap_problem(tile_overlap)),
+    ):
         if why:
             raise ValueError(f"{key}={value}: {why}")
 
@@ -91,36 +104,51 @@ class Segmenter:
     ``tta``: True averages with the horizontally flipped photo's logits (twice the time); a list of
     scales, e.g. ``[0.75, 1.0, 1.25]``, also sees the photo resized by each (each with its flip). ``max_side``:
     photos with a longer side go through the net shrunk to it, their logits resized back (None: never).
+    ``tile``: photos larger than it go through the net at their own size in overlapping windows of this
+    side (``tile_overlap`` of a window shared with its neighbour), their logits averaged where they
+    overlap; ``max_side`` then does not apply (None: no tiles).
     """
 
     def __init__(
-        self, backend: Any, info: ModelInfo, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
+        self,
+        backend: Any,
+        info: ModelInfo,
+        tta: TTA = False,
+        max_side: int | None = DEFAULT_MAX_SIDE,
+        tile: int | None = None,
+        tile_overlap: float = 1 / 3,
     ) -> None:
-        _check(tta, max_side)
+        _check(tta, max_side, tile, tile_overlap)
         self._backend = backend
         self.backend: str = backend.name  # "torch", "torchscript" or "onnxruntime"
         self.class_names: tuple[str, ...] = info.class_names
         self.palette: np.ndarray = info.palette  # row i = RGB (uint8) of class i
         self.metadata = info.raw  # everything the model (file) says about itself, see seg.deploy.metadata
-        self.tta, self.max_side = tta, max_side
+        self.tta, self.max_side, self.tile, self.tile_overlap = tta, max_side, tile, tile_overlap
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
+        cls, path: str | os.PathLike, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE, **tiles: Any
     ) -> Segmenter:
-        """The model of a seg.train checkpoint, run by torch (eager)."""
+        """The model of a seg.train checkpoint, run by torch (eager); ``tiles``: tile, tile_overlap."""
         from seg.deploy.formats import load_deploy_net
 
         net, metadata = load_deploy_net(path)
-        return cls.from_deploy_net(net, metadata, str(path), tta, max_side)
+        return cls.from_deploy_net(net, metadata, str(path), tta, max_side, **tiles)
 
     @classmethod
     def from_deploy_net(
-        cls, net: Any, metadata: dict[str, str], source: str, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
+        cls,
+        net: Any,
+        metadata: dict[str, str],
+        source: str,
+        tta: TTA = False,
+        max_side: int | None = DEFAULT_MAX_SIDE,
+        **tiles: Any,
     ) -> Segmenter:
         """An already loaded :class:`~seg.deploy.formats.DeployNet` and its metadata, run by torch (eager):
         seg.export scores the net it exports without loading the checkpoint again."""
-        return cls(_TorchBackend(net, "torch"), parse(metadata, source), tta, max_side)
+        return cls(_TorchBackend(net, "torch"), parse(metadata, source), tta, max_side, **tiles)
 
     @classmethod
     def from_onnx(
@@ -129,6 +157,7 @@ class Segmenter:
         tta: TTA = False,
         max_side: int | None = DEFAULT_MAX_SIDE,
         threads: int | None = None,
+        **tiles: Any,
     ) -> Segmenter:
         """An ONNX model written by seg.export, run by ONNX Runtime on the CPU (torch is not imported).
 
@@ -147,11 +176,11 @@ class Segmenter:
         except Exception as e:  # onnxruntime's own exception types for unreadable models
             raise ModelFileError(f"{path} is not an ONNX model ONNX Runtime can run: {e}") from e
         info = parse(session.get_modelmeta().custom_metadata_map, str(path))
-        return cls(_OnnxBackend(session), info, tta, max_side)
+        return cls(_OnnxBackend(session), info, tta, max_side, **tiles)
 
     @classmethod
     def from_torchscript(
-        cls, path: str | os.PathLike, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE
+        cls, path: str | os.PathLike, tta: TTA = False, max_side: int | None = DEFAULT_MAX_SIDE, **tiles: Any
     ) -> Segmenter:
         """A TorchScript model written by seg.export, run by torch.jit."""
         import torch
@@ -166,7 +195,7 @@ class Segmenter:
             raise ModelFileError(f"{path} is not a TorchScript model: {type(e).__name__}: {e}") from e
         raw = extra[TORCHSCRIPT_FILE]
         metadata = json.loads((raw.decode() if isinstance(raw, bytes) else raw) or "{}")
-        return cls(_TorchBackend(net, "torchscript"), parse(metadata, str(path)), tta, max_side)
+        return cls(_TorchBackend(net, "torchscript"), parse(metadata, str(path)), tta, max_side, **tiles)
 
     @classmethod
     def load(cls, path: str | os.PathLike, **kwargs: Any) -> Segmenter:
@@ -185,7 +214,7 @@ class Segmenter:
 
     def with_tta(self, tta: TTA) -> Segmenter:
         """The same loaded model with another ``tta`` setting (nothing is loaded again; ``self`` is unchanged)."""
-        _check(tta, self.max_side)
+        _check(tta, self.max_side, self.tile, self.tile_overlap)
         other = copy.copy(self)
         other.tta = tta
         return other
@@ -198,13 +227,18 @@ class Segmenter:
             raise PhotoError(f"a batch needs photos of one size, got {sorted({a.shape[:2] for a in arrays})}")
         return self._backend.input(np.stack(arrays))
 
+    @property
+    def _tiling(self) -> tuple[int | None, float]:
+        return self.tile, self.tile_overlap
+
     def logits(self, photos: Sequence[PhotoSource]) -> np.ndarray:
         """N x classes x H x W float32 logits of photos of one size (with ``tta`` and ``max_side`` applied)."""
-        return self._backend.numpy(photo_logits(self._backend, self._input(photos), self.tta, self.max_side))
+        x = self._input(photos)
+        return self._backend.numpy(photo_logits(self._backend, x, self.tta, self.max_side, *self._tiling))
 
     def predict_batch(self, photos: Sequence[PhotoSource]) -> np.ndarray:
         """N x H x W uint8 class ids of photos of one size, in one forward pass."""
-        ids = photo_ids(self._backend, self._input(photos), self.tta, self.max_side)
+        ids = photo_ids(self._backend, self._input(photos), self.tta, self.max_side, *self._tiling)
         return self._backend.numpy(ids).astype(np.uint8)
 
     def predict(self, image: PhotoSource) -> np.ndarray:

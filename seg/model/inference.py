@@ -8,10 +8,15 @@ Runtime session) and imports torch only for tensors, so that predicting through 
 The nets take any height and width (the encoder rounds odd sizes up, the logits are resized to the
 input size), so photos are never padded. A photo whose long side exceeds ``max_side`` goes through
 the net shrunk to it, and its logits are resized back: time and memory stay bounded for large photos.
+With ``tile``, a photo larger than the tile goes through the net at its own size instead, in
+overlapping windows of ``tile`` pixels whose logits are averaged where they overlap (mmsegmentation's
+``mode='slide'``); the class ids are then made band by band, so that memory is bounded by a band of
+the tile's height, not by the photo.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,6 +57,89 @@ def max_side_problem(max_side: Any) -> str | None:
     """What is wrong with a ``max_side`` (a whole number of pixels >= 1, or None), or None."""
     ok = max_side is None or (isinstance(max_side, int) and not isinstance(max_side, bool) and max_side >= 1)
     return None if ok else "must be an integer >= 1 or null"
+
+
+def tile_problem(tile: Any) -> str | None:
+    """What is wrong with a ``tile`` (a whole number of pixels >= 32, or None), or None."""
+    ok = tile is None or (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 32)
+    return None if ok else "must be an integer >= 32 (the window's side in pixels) or null"
+
+
+def tile_overlap_problem(overlap: Any) -> str | None:
+    """What is wrong with a ``tile_overlap`` (the share of a window its neighbour overlaps, in [0, 0.75])."""
+    ok = isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap <= 0.75
+    return None if ok else "must be a number in [0, 0.75] (the share of a tile its neighbour overlaps)"
+
+
+def tile_spans(length: int, tile: int, overlap: float) -> list[tuple[int, int]]:
+    """The windows along one side, as mmsegmentation's slide inference places them: a stride of
+    ``tile`` less the overlap, the last window flush with the end (all of one size), one window when the
+    side fits."""
+    if length <= tile:
+        return [(0, length)]
+    stride = max(1, tile - round(tile * overlap))
+    starts = sorted({min(i * stride, length - tile) for i in range(math.ceil((length - tile) / stride) + 1)})
+    return [(s, s + tile) for s in starts]
+
+
+def _zeros(like: Any, shape: tuple[int, ...]) -> Any:
+    if _is_numpy(like):
+        return np.zeros(shape, np.float32)
+    import torch
+
+    return torch.zeros(shape, dtype=like.dtype)
+
+
+def _tiled_logits(model: Net, x: Any, tta: TTA, tile: int, overlap: float) -> Any:
+    """Logits of the whole photos from overlapping windows, averaged where they overlap."""
+    (height, width), total, count = x.shape[-2:], None, None
+    for y0, y1 in tile_spans(height, tile, overlap):
+        for x0, x1 in tile_spans(width, tile, overlap):
+            out = predict_logits(model, x[..., y0:y1, x0:x1], tta)
+            if total is None:
+                total, count = _zeros(out, (*out.shape[:2], height, width)), _zeros(out, (height, width))
+            total[..., y0:y1, x0:x1] += out
+            count[y0:y1, x0:x1] += 1
+    return total / count
+
+
+def _tiled_ids(model: Net, x: Any, tta: TTA, tile: int, overlap: float) -> Any:
+    """Class ids from overlapping windows, a band of rows at a time: the rows above the next row of
+    windows are final once the windows over them are summed (the sum's argmax is the mean's)."""
+    height, width = x.shape[-2:]
+    rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
+    ids, band, top = None, None, 0  # band: the summed logits of rows [top, top + band height)
+    for i, (y0, y1) in enumerate(rows):
+        for x0, x1 in cols:
+            out = predict_logits(model, x[..., y0:y1, x0:x1], tta)
+            if band is None:
+                band = _zeros(out, (*out.shape[:2], 0, width))
+                ids = np.zeros((x.shape[0], height, width), np.int64) if _is_numpy(out) else None
+            if band.shape[-2] < y1 - top:  # grow the band down to this row of windows' bottom
+                more = _zeros(out, (*out.shape[:2], y1 - top - band.shape[-2], width))
+                band = np.concatenate([band, more], -2) if _is_numpy(band) else _cat(band, more)
+            band[..., y0 - top : y1 - top, x0:x1] += out
+        done = rows[i + 1][0] if i + 1 < len(rows) else height
+        final = class_ids(band[..., : done - top, :])
+        ids = final if ids is None else _put_rows(ids, final, top)
+        band, top = band[..., done - top :, :], done
+    return ids
+
+
+def _cat(a: Any, b: Any) -> Any:
+    import torch
+
+    return torch.cat([a, b], -2)
+
+
+def _put_rows(ids: Any, rows: Any, top: int) -> Any:
+    """``ids`` with ``rows`` from row ``top`` on (NumPy: written in place; torch: the rows are gathered)."""
+    if _is_numpy(ids):
+        ids[:, top : top + rows.shape[1]] = rows
+        return ids
+    import torch
+
+    return torch.cat([ids, rows], 1)
 
 
 def _is_numpy(x: Any) -> bool:
@@ -120,9 +208,25 @@ def resize(x: Any, size: tuple[int, int], antialias: bool = False) -> Any:
     return out
 
 
-def photo_logits(model: Net, x: Any, tta: TTA = False, max_side: int | None = None) -> Any:
+def _tiles(x: Any, tile: int | None) -> bool:
+    return tile is not None and (x.shape[-2] > tile or x.shape[-1] > tile)
+
+
+def photo_logits(
+    model: Net,
+    x: Any,
+    tta: TTA = False,
+    max_side: int | None = None,
+    tile: int | None = None,
+    tile_overlap: float = 1 / 3,
+) -> Any:
     """Logits at the photos' own size of a batch of equal-size photos (NCHW), through the net at
-    :func:`forward_size` (shrunk when the long side exceeds ``max_side``), with optional flip TTA."""
+    :func:`forward_size` (shrunk when the long side exceeds ``max_side``), or with ``tile`` in
+    overlapping windows at their own size (``max_side`` then does not apply); with optional TTA."""
+    if _tiles(x, tile):
+        return _tiled_logits(model, x, tta, tile, tile_overlap)
+    if tile is not None:
+        return predict_logits(model, x, tta)
     size = tuple(x.shape[-2:])
     net_size = forward_size(*size, max_side)
     if net_size == size:
@@ -130,13 +234,24 @@ def photo_logits(model: Net, x: Any, tta: TTA = False, max_side: int | None = No
     return resize(predict_logits(model, resize(x, net_size, antialias=True), tta), size)
 
 
-def photo_ids(model: Net, x: Any, tta: TTA = False, max_side: int | None = None) -> Any:
+def photo_ids(
+    model: Net,
+    x: Any,
+    tta: TTA = False,
+    max_side: int | None = None,
+    tile: int | None = None,
+    tile_overlap: float = 1 / 3,
+) -> Any:
     """Class ids (N x H x W) of :func:`photo_logits`, without holding every class's logits at full size.
 
     A shrunk photo's logits are enlarged one class at a time while keeping the running maximum: the
     same ids as the argmax of the enlarged logits, in the memory of one class (a 12 MP photo's 23
-    float32 logit maps alone are 1.1 GB).
+    float32 logit maps alone are 1.1 GB); tiled photos are decided a band of rows at a time.
     """
+    if _tiles(x, tile):
+        return _tiled_ids(model, x, tta, tile, tile_overlap)
+    if tile is not None:
+        return class_ids(predict_logits(model, x, tta))
     size = tuple(x.shape[-2:])
     net_size = forward_size(*size, max_side)
     if net_size == size:

@@ -22,8 +22,8 @@ from seg.core.errors import ConfigError, SegError
 from seg.data.photos import PhotoError, load_photo, photo_size
 from seg.deploy.pictures import blend, class_shares, ids_png
 from seg.deploy.segmenter import Segmenter
-from seg.model.inference import forward_size
-from seg.run.predictions import open_segmenter, save_image, write_mask, write_overlay
+from seg.model.inference import forward_size, tile_spans
+from seg.run.predictions import open_segmenter, save_image, sizing, write_mask, write_overlay
 from seg.run.results import FinishedRun, finished_runs
 
 log = logging.getLogger("seg.demo")  # the page's log lines, as seg.demo's
@@ -73,14 +73,20 @@ def _previews(
     return preview, mask
 
 
-def _notes(name: str, width: int, height: int, max_side: int | None) -> list[str]:
+def _notes(name: str, width: int, height: int, segmenter: Segmenter) -> list[str]:
     notes = []
     if min(width, height) < NET_STRIDE:
         notes.append(
             f"{name} is {width}x{height} px: smaller than one {NET_STRIDE}-pixel cell of the net, so its "
             f"classes say little"
         )
-    net_h, net_w = forward_size(height, width, max_side)
+    tile, max_side = segmenter.tile, segmenter.max_side
+    if tile is not None and max(width, height) > tile:
+        overlap = segmenter.tile_overlap
+        windows = len(tile_spans(height, tile, overlap)) * len(tile_spans(width, tile, overlap))
+        notes.append(f"{name} ({width}x{height} px) went through the net at its own size in {windows} {tile}-px tiles")
+        return notes
+    net_h, net_w = forward_size(height, width, None if tile is not None else max_side)
     if (net_w, net_h) != (width, height):
         notes.append(
             f"{name} ({width}x{height} px) went through the net at {net_w}x{net_h} (max_side={max_side}); "
@@ -127,7 +133,7 @@ def segment_photo(
         ms_total=1000 * (time.perf_counter() - start),
         backend=segmenter.backend,
         tta=bool(segmenter.tta),
-        notes=_notes(name, width, height, segmenter.max_side),
+        notes=_notes(name, width, height, segmenter),
     )
 
 
@@ -216,8 +222,8 @@ class Models:
     """The model the page predicts with: the one named on the command line, or the run picked on
     the page (loaded on first use, the last one kept)."""
 
-    def __init__(self, fixed: Segmenter | None, runs: list[FinishedRun], max_side: int | None) -> None:
-        self.fixed, self.runs, self.max_side = fixed, {str(r.run_dir): r for r in runs}, max_side
+    def __init__(self, fixed: Segmenter | None, runs: list[FinishedRun], sizing: dict[str, Any]) -> None:
+        self.fixed, self.runs, self.sizing = fixed, {str(r.run_dir): r for r in runs}, sizing
         self._loaded: tuple[str, Segmenter] | None = None
         self._lock = threading.Lock()
 
@@ -234,21 +240,21 @@ class Models:
                 self._loaded = None  # free the previous model before loading the next
                 run = self.runs[choice]
                 log.info(f"loading {run.checkpoint}")
-                self._loaded = (choice, Segmenter.from_checkpoint(run.checkpoint, max_side=self.max_side))
+                self._loaded = (choice, Segmenter.from_checkpoint(run.checkpoint, **self.sizing))
             return self._loaded[1]
 
 
 def open_models(cfg: DictConfig) -> Models:
     """The command line's model, or the finished runs under ``runs`` to pick from (none: an error)."""
     if cfg.get("ckpt_path") or cfg.get("model_file"):
-        return Models(open_segmenter(_without_tta(cfg)), [], cfg.max_side)
+        return Models(open_segmenter(_without_tta(cfg)), [], sizing(cfg))
     runs = finished_runs(cfg.runs)
     if not runs:
         raise ConfigError(
             f"runs={cfg.runs}: no finished training runs there (a result.json and a checkpoint); train one "
             f"(python -m seg.train), pass another runs=..., or name a model: ckpt_path=... or model_file=..."
         )
-    models = Models(None, runs, cfg.max_side)
+    models = Models(None, runs, sizing(cfg))
     models.get(str(runs[0].run_dir))  # the newest run, loaded before serving: the first upload does not wait for it
     return models
 

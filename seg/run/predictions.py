@@ -20,12 +20,17 @@ from seg.run.settings import tta_value
 OVERLAY_QUALITY = 90  # JPEG quality of <stem>_overlay.jpg
 
 
+def sizing(cfg: DictConfig) -> dict[str, Any]:
+    """How photos go through the net (:class:`Segmenter`'s max_side, tile and tile_overlap) from a config."""
+    return {"max_side": cfg.max_side, "tile": cfg.get("tile"), "tile_overlap": cfg.get("tile_overlap", 1 / 3)}
+
+
 def open_segmenter(cfg: DictConfig) -> Segmenter:
     """The model of ``ckpt_path`` (torch) or of ``model_file`` (by its suffix: .onnx, .pt, .ckpt)."""
     ckpt, model_file, tta = cfg.get("ckpt_path"), cfg.get("model_file"), tta_value(cfg.tta)
     if ckpt:
-        return Segmenter.from_checkpoint(ckpt, tta=tta, max_side=cfg.max_side)
-    return Segmenter.load(model_file, tta=tta, max_side=cfg.max_side)
+        return Segmenter.from_checkpoint(ckpt, tta=tta, **sizing(cfg))
+    return Segmenter.load(model_file, tta=tta, **sizing(cfg))
 
 
 def save_image(image: Image.Image, path: Path, **params: Any) -> None:

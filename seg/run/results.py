@@ -136,7 +136,7 @@ def format_table(metrics: dict[str, Any]) -> str:
     lines += [
         "",
         f"split {metrics['split']} ({metrics['num_images']} images, tta={metrics['tta']}, "
-        f"max_side={metrics.get('max_side')})",
+        f"max_side={metrics.get('max_side')}, tile={metrics.get('tile')})",
         f"acc (global masked pixel accuracy)   {pct(metrics['acc'])}",
         f"acc_per_image_mean (course metric)   {pct(metrics['acc_per_image_mean'])}",
         f"miou                                 {pct(metrics['miou'])}",

@@ -50,6 +50,22 @@ def test_every_layout_and_mask_kind_reads_what_the_archive_holds(layout, masks, 
     assert set(dm.survey().splits["train"].mask_modes) == {mode}
 
 
+@pytest.mark.parametrize("masks", ["index", "rgb"])
+def test_the_enlarged_folder_form_holds_the_same_scenes_at_twice_the_size(masks, data_dir, tmp_path):
+    root = write_folder(data_dir / ARCHIVE_DIR, tmp_path / "folder", "flat", masks, scale=2)
+    dm = folder_module(root, tmp_path, allow_unseen_classes=True, **layout_kwargs("flat"))
+    msrc = MSRCDataModule(str(data_dir), url="unused", crop_size=CROP)
+    big, small = dm.split_dataset("val"), msrc.split_dataset("val")
+    for i in range(len(small)):
+        (p, t), (p2, t2) = small.raw(i), big.raw(i)
+        assert p2.shape == (2 * p.shape[0], 2 * p.shape[1], 3)
+        labelled, every_other = t != msrc.label_set().ignore_index, t2[::2, ::2]
+        assert (every_other[labelled] == t[labelled]).all()
+        assert (every_other[~labelled] == dm.label_set().ignore_index).all()
+        assert (t2 == every_other.repeat(2, 0).repeat(2, 1)).all()  # each label a 2x2 block: nearest
+    assert dm.class_pixel_counts("train").tolist() == (4 * msrc.class_pixel_counts("train")).tolist()
+
+
 def test_the_folder_form_has_the_folds_of_the_archive(data_dir, tmp_path):
     root = write_folder(data_dir / ARCHIVE_DIR, tmp_path / "folder", "flat", "palette")
     for fold in range(3):

@@ -194,3 +194,48 @@ def test_segmenter_gives_the_ids_of_seg_eval_on_the_real_val_split(real_run, rea
     run, data = real_run
     # a trained net has near-ties: in one run 1 pixel of the 3.4 million changed class between the batchings
     segmenter_vs_eval(run / "checkpoints" / "last.ckpt", data, real_env["SEG_DATA_URL"], tmp_path, moved=1e-5)
+
+
+def seam_rows_and_columns(hw: tuple[int, int], tile: int, overlap: float, width: int = 2) -> np.ndarray:
+    """A mask of the pixels within ``width`` of an inner edge of a tile window."""
+    from seg.model.inference import tile_spans
+
+    mask = np.zeros(hw, bool)
+    for axis, length in enumerate(hw):
+        for a, b in tile_spans(length, tile, overlap):
+            for edge in (a, b):
+                if 0 < edge < length:
+                    index = [slice(None), slice(None)]
+                    index[axis] = slice(max(edge - width, 0), edge + width)
+                    mask[tuple(index)] = True
+    return mask
+
+
+def test_a_photo_of_one_tile_is_predicted_as_without_tiles(ckpt):
+    plain, tiled = Segmenter.from_checkpoint(ckpt, max_side=None), Segmenter.from_checkpoint(ckpt, tile=64)
+    for hw in [(64, 64), (40, 64), (3, 5)]:
+        p = photo(*hw, seed=3)
+        np.testing.assert_array_equal(tiled.logits([p]), plain.logits([p]))
+    # a photo larger than max_side but within the tile: at its own size, not shrunk
+    p = photo(60, 64, seed=4)
+    np.testing.assert_array_equal(Segmenter.from_checkpoint(ckpt, max_side=32, tile=64).logits([p]), plain.logits([p]))
+    with pytest.raises(ValueError, match="tile"):
+        Segmenter.from_checkpoint(ckpt, tile=8)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_tiles_leave_no_seams_on_every_backend(exported, ckpt, data_dir, fmt):
+    # a real photo of the val split, enlarged 3x: tiled against one whole-photo pass, which fits here
+    val = MSRCDataset(data_dir / ARCHIVE_DIR, "val")
+    small = Image.fromarray(val.raw(0)[0])
+    p = np.asarray(small.resize((small.width * 3, small.height * 3), Image.Resampling.BILINEAR))
+    tile, overlap = 64, 1 / 3
+    whole = Segmenter.from_checkpoint(ckpt, max_side=None).predict(p)
+    ref = Segmenter.from_checkpoint(ckpt, tile=tile, tile_overlap=overlap)
+    other = Segmenter.load(exported[fmt], tile=tile, tile_overlap=overlap)
+    tiled = ref.predict(p)
+    seams = seam_rows_and_columns(p.shape[:2], tile, overlap)
+    assert seams.any() and (~seams).any()
+    agree = tiled == whole
+    assert agree.mean() > 0.95 and agree[seams].mean() > 0.9, (agree.mean(), agree[seams].mean())
+    assert (other.predict(p) == tiled).mean() >= 0.999  # the same shared code on every backend

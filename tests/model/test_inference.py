@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -160,3 +161,55 @@ def test_multi_scale_tta_averages_the_flipped_logits_of_each_scale():
     assert tta_scales(False) == () and tta_scales(True) == (1.0,) and tta_scales([0.75, 1]) == (0.75, 1.0)
     with pytest.raises(ValueError, match="positive factors"):
         tta_scales([0.0])
+
+
+@pytest.mark.parametrize("length, tile, overlap", [(100, 100, 1 / 3), (50, 100, 0.25), (301, 96, 1 / 3), (97, 32, 0.0)])
+def test_tile_spans_cover_the_side_with_equal_flush_windows(length, tile, overlap):
+    from seg.model.inference import tile_spans
+
+    spans = tile_spans(length, tile, overlap)
+    covered = np.zeros(length, bool)
+    for a, b in spans:
+        covered[a:b] = True
+    assert covered.all() and spans[0][0] == 0 and spans[-1][1] == length
+    assert {b - a for a, b in spans} == {min(length, tile)}  # every window of one size, the last flush with the end
+    stride = tile - round(tile * overlap)
+    assert all(b[0] - a[0] <= stride for a, b in itertools.pairwise(spans))
+
+
+@pytest.mark.parametrize("size, tile", [((90, 120), 32), ((70, 33), 32), ((40, 200), 64), ((64, 64), 64)])
+def test_tiles_of_a_per_pixel_net_leave_no_seams(size, tile):
+    # a per-pixel net needs no context: every window's logits are the whole photo's there, so averaged
+    # overlaps must give back the whole-photo logits exactly, on tensors and on arrays
+    x = torch.rand(2, 3, *size)
+    net = RecordingNet()
+    whole = photo_logits(net, x)
+    tiled = photo_logits(net, x, max_side=16, tile=tile)  # max_side does not apply with tiles
+    torch.testing.assert_close(tiled, whole, rtol=0, atol=1e-6)
+    assert all(max(s) <= tile for s in net.sizes[1:]) and (len(net.sizes) > 2) == (max(size) > tile)
+    torch.testing.assert_close(photo_ids(net, x, tile=tile), class_ids(whole), rtol=0, atol=0)
+    on_array = lambda a: net(torch.from_numpy(np.ascontiguousarray(a))).numpy()  # noqa: E731
+    np.testing.assert_allclose(photo_logits(on_array, x.numpy(), tile=tile), whole.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(photo_ids(on_array, x.numpy(), tile=tile), class_ids(whole).numpy())
+
+
+def test_tiled_ids_are_the_argmax_of_tiled_logits_with_tta():
+    # a net with context (3x3): tiles differ from the whole photo near their edges, but the banded ids
+    # are exactly the argmax of the averaged logits, flip TTA inside each window included
+    x = torch.rand(1, 3, 150, 110)
+    net = torch.nn.Conv2d(3, 23, 3, padding=1).eval()
+    logits = photo_logits(net, x, tta=True, tile=48, tile_overlap=0.5)
+    torch.testing.assert_close(
+        photo_ids(net, x, tta=True, tile=48, tile_overlap=0.5), class_ids(logits), rtol=0, atol=0
+    )
+    # and away from the windows' edges (a pixel of context), they are the whole photo's logits
+    whole = photo_logits(net, x, tta=True)
+    assert (class_ids(logits) == class_ids(whole)).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("tile, overlap", [(31, 0.3), (True, 0.3), ("256", 0.3), (64, 0.9), (64, -0.1)])
+def test_a_bad_tile_setting_is_named(tile, overlap):
+    from seg.model.inference import tile_overlap_problem, tile_problem
+
+    assert tile_problem(tile) or tile_overlap_problem(overlap)
+    assert tile_problem(None) is None and tile_problem(32) is None and tile_overlap_problem(0.5) is None
