@@ -41,6 +41,8 @@ def machine() -> dict:
         # AVX512-BF16 / AMX: bf16 autocast is fast there; without them it is emulated and slow
         "cpu_bf16": sorted(flags & set(BF16_CPU_FLAGS)),
         "cpu_kind": cpu_kind(flags),
+        # int8 dot products in one instruction (ONNX Runtime's int8 kernels use them where present)
+        "cpu_int8": sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"}),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -8,7 +8,9 @@ everything a user waits for) through each path:
 - ``eager+tta``: the same with flip test-time augmentation (two forward passes);
 - ``torchscript``: the traced and frozen TorchScript export (``seg.export format=torchscript``);
 - ``onnxruntime``: the ONNX export (``seg.export format=onnx``) on ONNX Runtime's CPU provider,
-  with as many threads as torch uses.
+  with as many threads as torch uses;
+- ``onnxruntime_int8``: the int8 export of the same checkpoint (``seg.export format=onnx quantize=int8``,
+  given by ``--int8``; it needs the training photos to calibrate), the same provider and threads.
 
 The paths alternate within each of ``--rounds`` rounds (the order rotating every round, one untimed
 call before each path's timed ones), so a change in the machine's load favours none; the ratio to
@@ -35,7 +37,8 @@ import numpy as np
 
 from benchmarks import ROOT, default_out, machine, now, write_report
 
-PATHS = ("eager", "eager+tta", "torchscript", "onnxruntime")
+PATHS = ("eager", "eager+tta", "torchscript", "onnxruntime", "onnxruntime_int8")
+DEFAULT_PATHS = PATHS[:4]  # int8 only when --int8 names its file
 
 
 def peak_rss_mb() -> float:
@@ -67,8 +70,8 @@ def open_path(path: str, files: dict[str, Path], threads: int | None):
     """The Segmenter of one path, with max_side off: every photo runs at its own size."""
     from seg.deploy.segmenter import Segmenter
 
-    if path == "onnxruntime":
-        return Segmenter.from_onnx(files["onnx"], max_side=None, threads=threads)
+    if path in ("onnxruntime", "onnxruntime_int8"):
+        return Segmenter.from_onnx(files["onnx" if path == "onnxruntime" else "int8"], max_side=None, threads=threads)
     if path == "torchscript":
         return Segmenter.from_torchscript(files["torchscript"], max_side=None)
     return Segmenter.from_checkpoint(files["ckpt"], tta=path == "eager+tta", max_side=None)
@@ -101,6 +104,8 @@ def model_files(args: argparse.Namespace, out: Path) -> dict[str, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"ckpt": args.ckpt or random_checkpoint(out, args.model)}
+    if args.int8:
+        files["int8"] = args.int8
     for fmt, given, write, suffix in (
         ("onnx", args.onnx, export_onnx, ".onnx"),
         ("torchscript", args.torchscript, export_torchscript, ".pt"),
@@ -151,7 +156,7 @@ def time_sizes(segmenters: dict, sizes: list[tuple[int, int]], rounds: int, reps
 
 def rss_child(args: argparse.Namespace) -> None:
     """In a fresh process: load one path and predict the largest photo thrice; print the peak RSS as JSON."""
-    files = {"ckpt": args.ckpt, "onnx": args.onnx, "torchscript": args.torchscript}
+    files = {"ckpt": args.ckpt, "onnx": args.onnx, "torchscript": args.torchscript, "int8": args.int8}
     segmenter = open_path(args.rss_child, files, args.threads)
     w, h = max(args.sizes, key=lambda s: s[0] * s[1])
     for _ in range(3):
@@ -165,6 +170,7 @@ def isolated_rss(files: dict[str, Path], args: argparse.Namespace) -> dict[str, 
     for name in args.paths:
         cmd = [sys.executable, "-m", "benchmarks.infer", "--rss-child", name, "--threads", str(args.threads)]
         cmd += ["--ckpt", str(files["ckpt"]), "--onnx", str(files["onnx"]), "--torchscript", str(files["torchscript"])]
+        cmd += ["--int8", str(files["int8"])] if "int8" in files else []
         cmd += ["--sizes", ",".join(f"{w}x{h}" for w, h in args.sizes)]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
         out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -175,7 +181,8 @@ def markdown(report: dict) -> str:
     r, m = report, report["machine"]
     lines = [
         f"Inference per photo at batch 1 (`Segmenter.predict`: uint8 photo in, class ids out), {r['model']}; "
-        f"{r['rounds']} rounds x {r['reps']} timed calls per path, paths alternating; {m['cpu']} ({m['cpu_kind']}), "
+        f"{r['rounds']} rounds x {r['reps']} timed calls per path, paths alternating; {m['cpu']} ({m['cpu_kind']}; "
+        f"int8 instructions: {', '.join(m.get('cpu_int8', [])) or 'none'}), "
         f"{m['logical_cpus']} logical CPUs, {r['threads']} threads (torch and ONNX Runtime), torch {m['torch']}, "
         f"onnxruntime {r['onnxruntime']}; {r['date']}.",
         "",
@@ -207,7 +214,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--onnx", type=Path, default=None, help="the checkpoint's ONNX export (default: export it)")
     p.add_argument("--torchscript", type=Path, default=None, help="its TorchScript export (default: export it)")
     p.add_argument("--sizes", default=None, help="photo sizes WxH, comma-separated (default 320x213,1024x768)")
-    p.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated, from {', '.join(PATHS)}")
+    p.add_argument(
+        "--int8", type=Path, default=None, help="the checkpoint's int8 ONNX export (seg.export quantize=int8)"
+    )
+    p.add_argument(
+        "--paths",
+        default=None,
+        help=f"comma-separated, from {', '.join(PATHS)} (default: all but int8, all with --int8)",
+    )
     p.add_argument("--rounds", type=int, default=None, help="alternations of the paths (default 5, quick 2)")
     p.add_argument("--reps", type=int, default=None, help="timed calls per path and round (default 5, quick 2)")
     p.add_argument("--threads", type=int, default=None, help="threads of torch and ONNX Runtime (default torch's)")
@@ -215,7 +229,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     sizes = args.sizes or ("48x32,96x64" if args.quick else "320x213,1024x768")
     args.sizes = [parse_size(s) for s in sizes.split(",")]
-    args.paths = [s for s in args.paths.split(",") if s]
+    args.paths = [s for s in (args.paths or ",".join(PATHS if args.int8 else DEFAULT_PATHS)).split(",") if s]
+    if "onnxruntime_int8" in args.paths and not args.int8:
+        p.error(
+            "--paths onnxruntime_int8 needs --int8 FILE (python -m seg.export ckpt_path=... format=onnx quantize=int8)"
+        )
     unknown = [s for s in args.paths if s not in PATHS]
     if unknown or "eager" not in args.paths:
         p.error(f"--paths must include eager (the reference) and come from {list(PATHS)}; unknown: {unknown}")

@@ -137,3 +137,16 @@ def real_run(real_env, tmp_path_factory) -> tuple[Path, Path]:
         env=real_env,
     )
     return run, data
+
+
+@pytest.fixture(scope="session")
+def real_onnx(real_run, tmp_path_factory) -> Path:
+    """The real run's last checkpoint as ONNX (the exporter in process): a model whose classes vary
+    with the photo, for what the tiny run's near-constant net cannot show (int8's accuracy gate)."""
+    from seg.deploy.formats import export_onnx, load_deploy_net
+
+    run, _ = real_run
+    path = tmp_path_factory.mktemp("real_onnx") / "model.onnx"
+    net, metadata = load_deploy_net(run / "checkpoints" / "last.ckpt")
+    export_onnx(net, path, metadata)
+    return path

@@ -8,6 +8,7 @@ import statistics
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import run_module
 
@@ -113,9 +114,16 @@ def test_large_photos_are_a_folder_data_set_of_their_size(tmp_path):
     assert not (tmp_path / "few").exists()
 
 
-def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported):
+def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported, data_dir):
+    from seg.data.archive import ARCHIVE_DIR
+    from seg.data.dataset import MSRCDataset
+    from seg.deploy.quantize import quantize_int8
+
     out = tmp_path / "bench"
     ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    int8 = tmp_path / "model_int8.onnx"
+    train = MSRCDataset(data_dir / ARCHIVE_DIR, "train")
+    quantize_int8(exported["onnx"], int8, [train.raw(i)[0] for i in range(2)], {"split": "train", "photos": 2})
     proc = run_module(
         "benchmarks.infer",
         "--quick",
@@ -125,13 +133,15 @@ def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported
         str(exported["onnx"]),
         "--torchscript",
         str(exported["torchscript"]),
+        "--int8",
+        str(int8),
         "--threads",
         "1",
         "--out",
         str(out),
     )
     report = json.loads((out / "infer.json").read_text())
-    paths = ["eager", "eager+tta", "torchscript", "onnxruntime"]
+    paths = ["eager", "eager+tta", "torchscript", "onnxruntime", "onnxruntime_int8"]
     assert report["sizes"] == ["48x32", "96x64"] and report["rounds"] == 2 and report["threads"] == 1
     assert [(r["size"], r["path"]) for r in report["results"]] == [(s, p) for s in report["sizes"] for p in paths]
     for r in report["results"]:
@@ -145,6 +155,7 @@ def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported
     assert set(report["isolated_rss"]) == set(paths)
     assert all(v["peak_rss_mb"] > 0 for v in report["isolated_rss"].values())
     assert report["isolated_rss"]["onnxruntime"]["torch"] is False and report["isolated_rss"]["eager"]["torch"]
+    assert report["isolated_rss"]["onnxruntime_int8"]["torch"] is False
     rows = [line for line in (out / "infer.md").read_text().splitlines() if line.startswith("| ")]
     assert rows[0].startswith("| photo | path | ms / photo") and len(rows) == 1 + 2 * len(paths)
     assert rows[0] in proc.stdout
@@ -153,6 +164,25 @@ def test_quick_inference_benchmark_times_every_path(tmp_path, tiny_run, exported
 def test_inference_benchmark_needs_the_eager_reference(tmp_path):
     proc = run_module("benchmarks.infer", "--paths", "onnxruntime", "--out", str(tmp_path), check=False)
     assert proc.returncode != 0 and "--paths must include eager" in proc.stderr
+    proc = run_module("benchmarks.infer", "--paths", "eager,onnxruntime_int8", "--out", str(tmp_path), check=False)
+    assert proc.returncode != 0 and "needs --int8 FILE" in proc.stderr
+
+
+def test_folder_benchmark_counts_photos_per_second_for_each_model_and_thread_setting(tmp_path, tiny_run, exported):
+    from benchmarks.predict_folder import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, hw in enumerate([(40, 60), (40, 60), (33, 47)]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (*hw, 3), dtype=np.uint8)).save(photos / f"p{i}.png")
+    ckpt = tiny_run / "checkpoints" / "last.ckpt"
+    args = ["--photos", str(photos), "--ckpt", str(ckpt), "--onnx", str(exported["onnx"]), "--count", "7"]
+    report = main([*args, "--rounds", "2", "--out", str(tmp_path / "out")])
+    configs = [(r["model"], r["workers"]) for r in report["results"]]
+    assert configs == [("eager", 0), ("eager", 2), ("onnxruntime", 0), ("onnxruntime", 2)] and report["count"] == 7
+    assert all(len(r["rounds"]) == 2 and r["photos_per_s"] > 0 for r in report["results"])
+    table = (tmp_path / "out" / "predict_folder.md").read_text()
+    assert "| eager | 0 |" in table and "1.00x" in table and report["machine"]["cpu_kind"] in table
 
 
 def test_curves_report_minutes_to_accuracy_and_draw_them(tiny_run, tmp_path):

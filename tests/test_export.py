@@ -16,10 +16,11 @@ from seg.data.archive import ARCHIVE_DIR
 from seg.data.dataset import MSRCDataset
 from seg.data.labels import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, PALETTE
 from seg.data.transforms import to_input
+from seg.deploy.segmenter import Segmenter
 from seg.export import ExportError, export
 from seg.model.checkpoint import load_model
 
-from helpers import compose_config, run_module
+from helpers import compose_config, entry_problems, run_module
 
 ODD_SIZES = [(213, 320), (1, 1), (17, 3001), (3001, 17), (64, 64)]
 
@@ -161,3 +162,80 @@ def test_parity_on_the_real_val_split(real_run, real_env, tmp_path, fmt):
     assert parity["split"] == "val" and parity["photos"] == (59 if fmt == "onnx" else 15)
     assert parity["argmax_agreement"] >= 0.999 and parity["max_abs_logit_diff"] < 1e-3
     assert out.is_file()
+
+
+def int8_export(tmp_path: Path, monkeypatch, real_onnx, real_run, *args: str) -> dict:
+    """seg.export quantize=int8 of the real run's checkpoint in process, its float ONNX file copied from
+    the session's export (the torch exporter is tested above; here the quantization, its gate and its
+    files are), scored on the first 20 val photos."""
+    import shutil
+
+    import seg.export as export_module
+
+    run, data = real_run
+    copy = lambda net, path, metadata: shutil.copyfile(real_onnx, path)  # noqa: E731
+    monkeypatch.setitem(export_module.FORMATS, "onnx", (".onnx", copy))
+    common = [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}", f"paths.data_dir={data}", "verify_photos=20"]
+    return export_in_process(tmp_path, *common, "quantize=int8", "calibration.photos=8", *args)
+
+
+def test_int8_is_calibrated_on_training_photos_scored_beside_float_and_says_so(
+    real_onnx, real_run, real_env, tmp_path, monkeypatch
+):
+    from seg.deploy.quantize import QUANTIZATION_KEY, calibration_indices
+
+    out = tmp_path / "model_int8.onnx"
+    report = int8_export(tmp_path, monkeypatch, real_onnx, real_run, f"output={out}")
+    gate = report["int8"]
+    assert gate["split"] == "val" and gate["photos"] == 20 and 0.05 < gate["float_pixel_accuracy"] < 1, gate
+    assert gate["drop_points"] <= 0.5 and not gate["kept_anyway"] and gate["argmax_agreement"] > 0.9, gate
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert any(init.data_type == onnx.TensorProto.INT8 for init in model.graph.initializer)  # int8 weights
+    props = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert props[QUANTIZATION_KEY]["dtype"] == "int8" and props[QUANTIZATION_KEY]["format"] == "QDQ"
+    assert props[QUANTIZATION_KEY]["calibration"] == {
+        "split": "train",
+        "photos": 8,
+        "seed": 0,
+        "indices": calibration_indices(276, 8, 0),  # drawn by the seed from MSRC's 276: the same every time
+    }
+    assert props["seg.class_names"] == list(CLASS_NAMES)  # the float model's metadata travels
+    assert report["megabytes"] < report["float_megabytes"] / 2
+    seg = Segmenter.load(out)
+    assert seg.backend == "onnxruntime" and seg.predict(np.zeros((17, 30, 3), np.uint8)).shape == (17, 30)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_int8.onnx", "run"]  # no partial files left
+
+
+def test_the_int8_gate_refuses_a_model_made_to_lose(real_onnx, real_run, real_env, tmp_path, monkeypatch):
+    import seg.export as export_module
+
+    # a bad calibration set: flat grey photos, whose narrow activation ranges clip every real photo
+    real = export_module.calibration_photos
+
+    def grey(cfg, datamodule):
+        photos, how = real(cfg, datamodule)
+        return [np.full_like(p, 128) for p in photos], how
+
+    monkeypatch.setattr(export_module, "calibration_photos", grey)
+    out = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match=r"points lost; max_accuracy_drop=0.5.*was not written.*keep_anyway=true"):
+        int8_export(tmp_path, monkeypatch, real_onnx, real_run, f"output={out}")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written, no report of a model not written
+    report = int8_export(tmp_path, monkeypatch, real_onnx, real_run, f"output={out}", "keep_anyway=true")
+    assert report["int8"]["kept_anyway"] and report["int8"]["drop_points"] > 0.5 and out.is_file()
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["format=torchscript"], "quantize=int8: needs format=onnx"),
+        (["verify_split=null"], "quantize=int8: needs verify_split"),
+        (["calibration.photos=0"], "calibration.photos"),
+        (["max_accuracy_drop=-1"], "max_accuracy_drop"),
+    ],
+)
+def test_bad_int8_settings_are_one_line_each(args, says):
+    problems = entry_problems(compose_config("export", "ckpt_path=x.ckpt", "quantize=int8", *args))
+    assert len(problems) == 1 and says in problems[0], problems
