@@ -9,7 +9,9 @@ The photos are copied byte for byte (BMP); the masks are the archive's targets a
 order; ``per_split`` is one folder pair per split (CamVid's ``train/`` + ``trainannot/``). Trained with the
 same settings, the folder form gives what ``data=msrc`` gives (tests/data/test_folder.py; docs/results.md).
 ``--scale N`` enlarges every photo N times (bilinear) and its mask with it (nearest): the same scenes as
-photos far larger than the training scale (docs/speed.md, "Tiles for large photos").
+photos far larger than the training scale (docs/speed.md, "Tiles for large photos"). ``--mosaic N``
+instead lays each split's photos out N x N to a photo (each resized to a 320x224 cell, masks nearest):
+large photos whose objects keep the training scale.
 The archive comes from ``--url`` (default ``$SEG_DATA_URL``, else the public archive) into ``--data-dir``.
 """
 
@@ -66,6 +68,43 @@ def _enlarged(path: Path, out: Path, scale: int, resample: Image.Resampling) -> 
         image.resize((image.width * scale, image.height * scale), resample).save(out)
 
 
+CELL = (320, 224)  # width, height of one photo in a mosaic
+
+
+def _write_mosaics(msrc_root: Path, out: Path, n: int) -> None:
+    """Each split's photos n x n to a mosaic (flat layout, index masks), in the split's order; the
+    photos left over after the last full mosaic are left out."""
+    (out / "images").mkdir()
+    (out / "masks").mkdir()
+    for split in SPLITS:
+        names, written = read_split(msrc_root / f"{split}.txt"), []
+        for k in range(len(names) // (n * n)):
+            photo = Image.new("RGB", (CELL[0] * n, CELL[1] * n))
+            ids = np.full((CELL[1] * n, CELL[0] * n), IGNORE, np.uint8)
+            for j, name in enumerate(names[k * n * n : (k + 1) * n * n]):
+                x, y = CELL[0] * (j % n), CELL[1] * (j // n)
+                with Image.open(item_paths(msrc_root, name)[0]) as image:
+                    photo.paste(image.convert("RGB").resize(CELL, Image.Resampling.BILINEAR), (x, y))
+                target = np.where((t := load_item(msrc_root, name)[1]) == VOID, IGNORE, t).astype(np.uint8)
+                ids[y : y + CELL[1], x : x + CELL[0]] = np.asarray(
+                    Image.fromarray(target).resize(CELL, Image.Resampling.NEAREST)
+                )
+            stem = f"{split}_mosaic_{k:03d}"
+            photo.save(out / "images" / f"{stem}.png")
+            Image.fromarray(ids, mode="L").save(out / "masks" / f"{stem}.png")
+            written.append(stem)
+        (out / f"{split}.txt").write_text("".join(f"{s}\n" for s in written))
+    lines = [f"{c.name} {c.rgb[0]} {c.rgb[1]} {c.rgb[2]}" for c in LABELS]
+    (out / "classes.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_mosaics(msrc_root: Path, out: Path, n: int) -> Path:
+    """:func:`_write_mosaics` into a new (or empty) folder, written whole or not at all; returns ``out``."""
+    with new_folder(out) as tmp:
+        _write_mosaics(msrc_root, tmp, n)
+    return out
+
+
 def _write(msrc_root: Path, out: Path, layout: str, masks: str, scale: int = 1) -> None:
     photos_dir, masks_dir, lists_dir = LAYOUTS[layout]
     for split in SPLITS:
@@ -114,12 +153,16 @@ def main() -> None:
     parser.add_argument("--layout", choices=list(LAYOUTS), default="flat")
     parser.add_argument("--masks", choices=MASKS, default="palette")
     parser.add_argument("--scale", type=int, default=1, help="enlarge photos (bilinear) and masks (nearest) N times")
+    parser.add_argument("--mosaic", type=int, default=0, help="N: N x N photos to a photo (flat layout, index masks)")
     parser.add_argument("--url", default=os.environ.get("SEG_DATA_URL", DEFAULT_URL))
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     args = parser.parse_args()
     msrc = prepare_data(args.url, args.data_dir, DEFAULT_SHA256 if args.url == DEFAULT_URL else None)
     try:
-        out = write_folder(msrc, args.out, args.layout, args.masks, args.scale)
+        if args.mosaic:
+            out, args.layout = write_mosaics(msrc, args.out, args.mosaic), "flat"
+        else:
+            out = write_folder(msrc, args.out, args.layout, args.masks, args.scale)
     except SegError as e:
         sys.exit(f"error: {e}")
     print(f"wrote {out}; train on it with: python -m seg.train {' '.join(overrides(out, args.layout))}")

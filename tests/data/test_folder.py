@@ -66,6 +66,25 @@ def test_the_enlarged_folder_form_holds_the_same_scenes_at_twice_the_size(masks,
     assert dm.class_pixel_counts("train").tolist() == (4 * msrc.class_pixel_counts("train")).tolist()
 
 
+def test_mosaics_lay_each_splits_photos_out_n_by_n(data_dir, tmp_path):
+    from benchmarks.msrc_folders import CELL, write_mosaics
+
+    root = write_mosaics(data_dir / ARCHIVE_DIR, tmp_path / "mosaic", 2)
+    msrc = MSRCDataModule(str(data_dir), url="unused", crop_size=CROP)
+    small = msrc.split_dataset("train")
+    assert (root / "train.txt").read_text() == "train_mosaic_000\n"  # 6 photos: one full mosaic of 4
+    assert (root / "val.txt").read_text() == (root / "test.txt").read_text() == ""  # 3 each: none
+    photo = np.asarray(Image.open(root / "images" / "train_mosaic_000.png"))
+    ids = np.asarray(Image.open(root / "masks" / "train_mosaic_000.png"))
+    assert photo.shape == (2 * CELL[1], 2 * CELL[0], 3) and ids.shape == photo.shape[:2]
+    # the second photo of the split is the top right cell, its labels resized nearest (void 255)
+    target = small.raw(1)[1]
+    want = np.where(target == msrc.label_set().ignore_index, 255, target).astype(np.uint8)
+    want = np.asarray(Image.fromarray(want).resize(CELL, Image.Resampling.NEAREST))
+    assert (ids[: CELL[1], CELL[0] :] == want).all()
+    assert read_classes(root / "classes.txt")[0] == list(MSRC.names)  # the folder's class table reads back
+
+
 def test_the_folder_form_has_the_folds_of_the_archive(data_dir, tmp_path):
     root = write_folder(data_dir / ARCHIVE_DIR, tmp_path / "folder", "flat", "palette")
     for fold in range(3):
