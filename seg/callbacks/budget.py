@@ -7,6 +7,10 @@ and which epochs are validated, so that validation takes at most ``val_share`` o
 stage fits after the last step. The plan goes to ``plan.json`` in the run folder, into every checkpoint
 (a resume follows it exactly) and to the planned scheduler (:class:`seg.model.schedules.PlannedDecay`).
 A run given an earlier ``plan.json`` measures nothing and follows it: two runs with one plan are identical.
+The plan is revised once, at the end of the epoch it was fixed in, by that epoch's own step time (the
+first epoch's steps can be slower or faster than the later ones'): the decay so far is kept and goes on
+to the revised last step; the revision is part of the plan (and of that epoch's checkpoints), so a run
+following it or resumed from them takes the same steps.
 """
 
 from __future__ import annotations
@@ -123,6 +127,7 @@ class Budget(pl.Callback):
         self.started = time.monotonic()
         self.used_before = 0.0  # seconds used by the earlier parts of a resumed run
         self._batch_starts: list[float] = []
+        self._later_starts: list[float] = []  # the step starts of the epoch after the plan (its revision)
         self._last_batch_end: float | None = None
         self._sanity: float | None = None  # seconds of the sanity check's last batch (the first warms up)
         self._val_batch_started: float | None = None
@@ -206,6 +211,8 @@ class Budget(pl.Callback):
     ) -> None:
         if self.active and self.plan is None:
             self._batch_starts.append(time.monotonic())
+        elif self.active and not self.plan_given and trainer.current_epoch == self.plan["planned_epoch"]:
+            self._later_starts.append(time.monotonic())
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -233,6 +240,12 @@ class Budget(pl.Callback):
             trainer.should_stop = True
             # the epoch ends now: validate it
             trainer.check_val_every_n_epoch = 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # before the epoch's checkpoints are written (Lightning runs checkpoint callbacks last): a run
+        # resumed from them follows the revised plan
+        if self.active and self._revisable(trainer):
+            self._revise(trainer, time.monotonic())
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.active:
@@ -263,11 +276,16 @@ class Budget(pl.Callback):
     def _steps_per_epoch(self, trainer: pl.Trainer) -> int:
         return max(1, math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches))
 
-    def _validated(self, epoch: int) -> bool:
-        """Whether ``epoch`` is validated by the plan: every ``val_every``-th epoch counted back from the last."""
-        last, every = self.plan["last_epoch"], self.plan["val_every"]
+    def _validated(self, epoch: int, plan: dict[str, Any] | None = None) -> bool:
+        """Whether ``epoch`` is validated by the plan: every ``val_every``-th epoch counted back from the last
+        (before a revision: as the first plan said)."""
+        plan = plan or self.plan
+        revised = plan.get("revised")
+        if revised and epoch < revised["epoch"]:
+            return epoch in revised["validated_before"]
+        last, every = plan["last_epoch"], plan["val_every"]
         # the epochs before the plan was fixed were validated (the first one's validation is measured)
-        return epoch < self.plan["planned_epoch"] or epoch >= last or (last - epoch) % every == 0
+        return epoch < plan["planned_epoch"] or epoch >= last or (last - epoch) % every == 0
 
     def _costs(self, trainer: pl.Trainer, now: float) -> dict[str, float]:
         """What the first epoch (or its first steps) measured, in seconds."""
@@ -302,10 +320,57 @@ class Budget(pl.Callback):
     def _margin(self) -> float:
         return 0.01 * self.seconds + 1.0
 
-    def _make_plan(self, trainer: pl.Trainer, now: float) -> None:
-        costs = self._costs(trainer, now)
+    def _revisable(self, trainer: pl.Trainer) -> bool:
+        """The plan is revised once, at the end of the epoch it was fixed in or before, if epochs are left."""
+        p = self.plan
+        return (
+            p is not None
+            and not self.plan_given
+            and "revised" not in p
+            and trainer.current_epoch == p["planned_epoch"]
+            and p["last_epoch"] > trainer.current_epoch + 1
+            and len(self._later_starts) > SKIPPED_STEPS + 2
+        )
+
+    def _revise(self, trainer: pl.Trainer, now: float) -> None:
+        """The plan made again with the step time of the epoch after it (its first steps left out);
+        validation and epoch-end costs as measured before, the decay so far kept."""
+        before = self.plan
+        gaps = [b - a for a, b in itertools.pairwise(self._later_starts[SKIPPED_STEPS:])]
+        step = statistics.fmean(gaps) * trainer.accumulate_grad_batches
+        costs = {**before["measured"], "step_s": step}
+        epoch = trainer.current_epoch + 1  # the plan's remaining epochs start with the next
+        self._make_plan(trainer, now, costs, before["decay_from"], epoch)
+        self.plan["planned_epoch"] = before["planned_epoch"]  # epochs before this one were validated as planned
+        self.plan["revised"] = {
+            "at_step": int(trainer.global_step),
+            "epoch": epoch,
+            "steps_before": before["steps"],
+            "measured_before": before["measured"],
+            # which epochs before the revision the first plan validated: a run following this plan does too
+            "validated_before": [e for e in range(epoch) if self._validated(e, before)],
+        }
+        self._apply(trainer)
+        self._write_plan(trainer)
+        planned = before["measured"]["step_s"]
+        log.info(
+            f"budget={self.seconds:g}s: plan revised at step {trainer.global_step}: {self.plan['steps']} steps instead "
+            f"of {before['steps']} ({step:.3f} s a step in the epoch after the plan, {planned:.3f} planned)"
+        )
+
+    def _make_plan(
+        self,
+        trainer: pl.Trainer,
+        now: float,
+        costs: dict[str, float] | None = None,
+        decay_from: int | None = None,
+        epoch: int | None = None,
+    ) -> None:
+        """Fix the plan from ``costs`` (default: the first epoch's), its remaining epochs from ``epoch``
+        (default: the current one); ``decay_from`` given: a revision, which keeps the decay's start."""
+        costs = costs or self._costs(trainer, now)
         spe = self._steps_per_epoch(trainer)
-        done, epoch = trainer.global_step, trainer.current_epoch
+        done, epoch = trainer.global_step, trainer.current_epoch if epoch is None else epoch
         left = self.left() - costs["test_s"] - self._margin()
         val_left = self.val_share * self.seconds - sum(self.val_times)
 
@@ -340,7 +405,7 @@ class Budget(pl.Callback):
         self.plan = {
             "budget_s": self.seconds,
             "steps": int(steps),
-            "decay_from": int(done),
+            "decay_from": int(done if decay_from is None else decay_from),
             "planned_epoch": int(epoch),
             "steps_per_epoch": spe,
             "last_epoch": int(last),
@@ -352,12 +417,17 @@ class Budget(pl.Callback):
         if steps <= done + 1:
             log.warning(f"budget={self.seconds:g}s: too short to train beyond step {done} on this machine")
         self._apply(trainer)
+        if decay_from is not None:  # a revision: its caller says so
+            return
         p = self.plan
         log.info(
             f"budget={self.seconds:g}s: {p['steps']} steps ({p['steps'] / spe:.1f} epochs of {spe}), the lr decaying "
             f"from step {p['decay_from']}, validation {cadence(every)} ({p['validations']} in all); measured "
             f"{costs['step_s']:.3f} s a step, {costs['val_s']:.1f} s a validation, {costs['test_s']:.1f} s for the test"
         )
+        self._write_plan(trainer)
+
+    def _write_plan(self, trainer: pl.Trainer) -> None:
         if self.dirpath and trainer.is_global_zero:
             atomic_write(Path(self.dirpath) / PLAN_FILE, json.dumps(self.plan, indent=2) + "\n")
 
@@ -368,9 +438,11 @@ class Budget(pl.Callback):
                 f"callbacks.budget.plan: the plan has {self.plan['steps_per_epoch']} steps per epoch, this run "
                 f"{spe}; a plan is followed only on the same data and batch size (leave plan out to plan anew)"
             )
+        revised = self.plan.get("revised")
+        knot = (revised["at_step"], revised["steps_before"]) if revised else None
         for config in trainer.lr_scheduler_configs:
             if isinstance(config.scheduler, PlannedDecay):
-                config.scheduler.plan(self.plan["decay_from"], self.plan["steps"])
+                config.scheduler.plan(self.plan["decay_from"], self.plan["steps"], knot)
 
     # -- the summary ---------------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:

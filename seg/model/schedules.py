@@ -21,14 +21,25 @@ class PlanFactor:
         self.shape, self.final, self.warmup_steps = shape, float(final), int(warmup_steps)
         self.start: int | None = None
         self.steps: int | None = None
+        # a plan revised at step ``revised_at`` (its last step was ``steps_before``): the decay so far is
+        # kept, and from there it goes on to ``final`` at the new last step
+        self.revised_at: int | None = None
+        self.steps_before: int | None = None
+
+    def _decay(self, step: int, start: int, steps: int) -> float:
+        done = min(1.0, (step - start) / max(1, steps - start))
+        return 1.0 - done if self.shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
 
     def __call__(self, step: int) -> float:
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         if self.steps is None or self.start is None or step <= self.start:
             return warm
-        done = min(1.0, (step - self.start) / max(1, self.steps - self.start))
-        left = 1.0 - done if self.shape == "linear" else 0.5 * (1.0 + math.cos(math.pi * done))
-        return warm * (self.final + (1.0 - self.final) * left)
+        if self.revised_at is None or self.steps_before is None or step <= self.revised_at:
+            steps = self.steps_before if self.revised_at is not None else self.steps
+            return warm * (self.final + (1.0 - self.final) * self._decay(step, self.start, steps))
+        # the same shape, from where the first plan had got to, to the new last step
+        at = self._decay(self.revised_at, self.start, self.steps_before)
+        return warm * (self.final + (1.0 - self.final) * at * self._decay(step, self.revised_at, self.steps))
 
 
 class PlannedDecay(LambdaLR):
@@ -51,7 +62,9 @@ class PlannedDecay(LambdaLR):
         f = self.lr_lambdas[0]
         return None if f.steps is None else (f.start, f.steps)
 
-    def plan(self, start: int, steps: int) -> None:
-        """Decay from step ``start`` to the last step, ``steps``."""
+    def plan(self, start: int, steps: int, revised: tuple[int, int] | None = None) -> None:
+        """Decay from step ``start`` to the last step, ``steps``; ``revised``: (the step the plan was
+        revised at, its last step before), the decay up to it kept."""
         f = self.lr_lambdas[0]
         f.start, f.steps = int(start), int(steps)
+        f.revised_at, f.steps_before = (int(revised[0]), int(revised[1])) if revised else (None, None)

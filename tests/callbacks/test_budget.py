@@ -97,7 +97,8 @@ def budgeted(tmp_path_factory, archive_url, data_dir) -> dict[str, Path]:
     from helpers import tiny_overrides
 
     tmp = tmp_path_factory.mktemp("budget")
-    base = [*tiny_overrides(archive_url, data_dir, tmp), "seed=3"]
+    # batches of one photo: 6 steps an epoch, enough to measure the epoch after the plan and revise it
+    base = [*tiny_overrides(archive_url, data_dir, tmp), "seed=3", "data.batch_size=1"]
     runs = {"measured": tmp / "measured", "followed": tmp / "followed", "again": tmp / "again"}
     started = time.monotonic()
     run_module("seg.train", *base, f"budget={BUDGET_S}s", f"hydra.run.dir={runs['measured']}")
@@ -120,6 +121,8 @@ def test_a_budgeted_run_ends_in_time_with_its_plan_in_the_run_and_the_checkpoint
     assert b["used_s"] <= BUDGET_S * 1.05
     assert budgeted["measured_wall"] <= BUDGET_S * 1.05 + 1  # the whole process, as a user times it
     assert plan["steps"] > plan["decay_from"] > 0
+    # revised once, at the end of the epoch it was fixed in, by that epoch's steps (the log says so)
+    assert plan["revised"]["at_step"] == 2 * plan["steps_per_epoch"] and plan["revised"]["epoch"] == 2
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("Budget"))
     assert state["plan"] == plan
@@ -131,6 +134,7 @@ def test_a_budgeted_run_ends_in_time_with_its_plan_in_the_run_and_the_checkpoint
     assert "budget=20s: scheduler is the planned decay to the last step (scheduler=planned)" in log
     assert "budget=20s: model.low_res_loss is true" in log and "callbacks.ema is none" in log
     assert f"budget                  {BUDGET_S} s, used" in log
+    assert f"plan revised at step {plan['revised']['at_step']}: {plan['steps']} steps instead of" in log
 
 
 def test_two_runs_with_one_plan_are_identical(budgeted):
@@ -152,7 +156,8 @@ def test_a_budgeted_run_stopped_and_resumed_ends_exactly_like_the_uninterrupted_
 ):
     plan = budgeted["measured"] / PLAN_FILE
     run = tmp_path / "run"
-    proc = start_train(run, [*train_overrides, "seed=3", "budget=10m", f"callbacks.budget.plan={plan}"])
+    args = [*train_overrides, "seed=3", "data.batch_size=1", "budget=10m", f"callbacks.budget.plan={plan}"]
+    proc = start_train(run, args)
     wait_for_epoch(proc, run / "checkpoints" / "last.ckpt", 2)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=300)
@@ -191,3 +196,34 @@ def test_a_budget_changes_the_recipe_as_measured_and_each_change_can_be_kept_out
     own = compose_config("train", "budget=5m", "scheduler=planned", "scheduler.shape=cosine")
     budget_recipe(own)
     assert own.scheduler.shape == "cosine"  # scheduler=planned as given
+
+
+def test_the_plan_is_revised_once_by_the_epoch_after_it(tmp_path):
+    b = Budget(budget=100, val_share=0.1, dirpath=str(tmp_path))
+    now = time.monotonic()
+    b.started = now - 7
+    b._batch_starts = [now - 7 + 0.1 * i for i in range(10)]  # the first epoch: 0.1 s a step
+    b._last_batch_end = now - 5.5
+    b.val_times = [5.0]
+    b._make_plan(fake_trainer(), now)
+    first = dict(b.plan)
+    # the epoch after the plan ran at 0.05 s a step: the rest of the budget holds more steps
+    b.started -= 0.5
+    b._later_starts = [now + 0.05 * i for i in range(10)]
+    trainer = fake_trainer(global_step=20, current_epoch=1)  # the end of the epoch the plan was fixed at
+    assert b._revisable(trainer)
+    b._revise(trainer, now + 0.5)
+    p = b.plan
+    assert p["steps"] > first["steps"] and p["decay_from"] == first["decay_from"] == 10
+    assert p["measured"]["step_s"] == pytest.approx(0.05) and p["measured"]["val_s"] == first["measured"]["val_s"]
+    assert p["revised"]["at_step"] == 20 and p["revised"]["steps_before"] == first["steps"]
+    assert p["revised"]["validated_before"] == [e for e in range(2) if b._validated(e, first)]
+    assert json.loads((tmp_path / PLAN_FILE).read_text()) == p
+    assert not b._revisable(trainer)  # once
+    # a run following the revised plan validates the same epochs and is never revised itself
+    follower = Budget(budget=100, plan=str(tmp_path / PLAN_FILE))
+    assert [follower._validated(e) for e in range(p["last_epoch"] + 1)] == [
+        b._validated(e) for e in range(p["last_epoch"] + 1)
+    ]
+    follower._later_starts = b._later_starts
+    assert not follower._revisable(trainer)

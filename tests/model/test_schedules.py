@@ -4,6 +4,7 @@ the scheduler's state, loadable with weights_only=True."""
 from __future__ import annotations
 
 import io
+import itertools
 
 import pytest
 import torch
@@ -50,3 +51,23 @@ def test_every_group_keeps_its_own_peak_and_the_plan_survives_a_checkpoint():
     again.step()
     # both groups follow the one restored plan
     assert [g["lr"] for g in opt2.param_groups] == pytest.approx([1e-3 * 0.25, 1e-4 * 0.25])
+
+
+def test_a_revised_plan_keeps_the_decay_so_far_and_ends_at_its_new_last_step():
+    f = PlanFactor("linear")
+    f.start, f.steps = 10, 110
+    first = [f(s) for s in range(0, 131)]
+    f.steps, f.revised_at, f.steps_before = 130, 30, 110  # revised at step 30: 20 steps more
+    revised = [f(s) for s in range(0, 131)]
+    assert revised[:31] == first[:31]  # the steps already taken are as they were
+    assert revised[30] == pytest.approx(0.8) and revised[80] == pytest.approx(0.4)  # on from 0.8 to 0 at 130
+    assert revised[130] == 0.0 and revised[120] > 0 and all(a >= b for a, b in itertools.pairwise(revised))
+    # the revision travels in the scheduler's state, as plain values
+    w = torch.nn.Parameter(torch.zeros(1))
+    sched = PlannedDecay(torch.optim.Adam([w], lr=1.0))
+    sched.plan(10, 130, revised=(30, 110))
+    buf = io.BytesIO()
+    torch.save(sched.state_dict(), buf)
+    other = PlannedDecay(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
+    other.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    assert [other.lr_lambdas[0](s) for s in range(131)] == revised
