@@ -140,13 +140,20 @@ def real_run(real_env, tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def real_onnx(real_run, tmp_path_factory) -> Path:
-    """The real run's last checkpoint as ONNX (the exporter in process): a model whose classes vary
+def real_onnx(real_run, real_env, tmp_path_factory) -> Path:
+    """The real run's last checkpoint exported by the command line, ``python -m seg.export format=onnx``,
+    checked on every val photo (its run dir, ``export.json``, beside the file): a model whose classes vary
     with the photo, for what the tiny run's near-constant net cannot show (int8's accuracy gate)."""
-    from seg.deploy.formats import export_onnx, load_deploy_net
-
-    run, _ = real_run
-    path = tmp_path_factory.mktemp("real_onnx") / "model.onnx"
-    net, metadata = load_deploy_net(run / "checkpoints" / "last.ckpt")
-    export_onnx(net, path, metadata)
+    run, data = real_run
+    out = tmp_path_factory.mktemp("real_onnx")
+    path = out / "model.onnx"
+    run_module(
+        "seg.export",
+        f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+        "format=onnx",
+        f"output={path}",
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={out / 'run'}",
+        env=real_env,
+    )
     return path
