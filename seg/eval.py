@@ -16,10 +16,19 @@ from seg.core.rules import Get, Settings, given, one_of
 from seg.data.labels import LabelSet
 from seg.data.splits import SPLITS
 from seg.model.checkpoint import load_model
-from seg.model.inference import TTA, max_side_problem, photo_ids, tile_overlap_problem, tile_problem, tta_problem
+from seg.model.inference import (
+    TILE_OVERLAP,
+    TTA,
+    max_side_problem,
+    photo_ids,
+    tile_overlap_problem,
+    tile_problem,
+    tta_problem,
+)
 from seg.model.metrics import SplitScore
 from seg.run.build import build_datamodule
 from seg.run.entry import hydra_main, run_job
+from seg.run.predictions import sizing
 from seg.run.results import format_table, write_eval_report
 from seg.run.settings import tta_value
 
@@ -33,7 +42,7 @@ def score(
     max_side: int | None = None,
     labels: LabelSet | None = None,
     tile: int | None = None,
-    tile_overlap: float = 1 / 3,
+    tile_overlap: float = TILE_OVERLAP,
 ) -> dict[str, Any]:
     """Every metric of ``model`` over ``loader`` (batches of images and targets); void never counts.
 
@@ -79,11 +88,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
         theirs.require(ours, f"ckpt_path={cfg.ckpt_path}", advice)
     labels = LabelSet(theirs.names, theirs.palette, ignore, theirs.ignore_colours)
-    tta, max_side = tta_value(cfg.tta), cfg.get("max_side")
-    tiles = {"tile": cfg.get("tile"), "tile_overlap": cfg.get("tile_overlap", 1 / 3)}
+    tta, how = tta_value(cfg.tta), sizing(cfg)  # max_side, tile, tile_overlap, as seg.predict reads them
     started = time.perf_counter()
-    metrics = score(model, loader, tta=tta, max_side=max_side, labels=labels, **tiles)
-    metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=tta, max_side=max_side, **tiles)
+    metrics = score(model, loader, tta=tta, labels=labels, **how)
+    metrics.update(split=cfg.split, ckpt_path=str(Path(cfg.ckpt_path).resolve()), tta=tta, **how)
     metrics["seconds"] = time.perf_counter() - started  # reading and scoring the split, the model loaded
     write_eval_report(metrics, Path(cfg.paths.output_dir))
     log.info("\n" + format_table(metrics) + f"\n\nwritten to {cfg.paths.output_dir}/metrics.json")

@@ -23,6 +23,7 @@ from seg.data.photos import PhotoError, PhotoSource, load_photo
 from seg.deploy.metadata import TORCHSCRIPT_FILE, ModelFileError, ModelInfo, parse
 from seg.deploy.pictures import colorize, overlay
 from seg.model.inference import (
+    TILE_OVERLAP,
     TTA,
     max_side_problem,
     photo_ids,
@@ -82,7 +83,7 @@ def _model_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _check(tta: TTA, max_side: int | None, tile: int | None = None, tile_overlap: float = 1 / 3) -> None:
+def _check(tta: TTA, max_side: int | None, tile: int | None = None, tile_overlap: float = TILE_OVERLAP) -> None:
     """A bad setting fails when the Segmenter is made, not at the first photo (the settings check's rules)."""
     for key, value, why in (
         ("max_side", max_side, max_side_problem(max_side)),
@@ -116,7 +117,7 @@ class Segmenter:
         tta: TTA = False,
         max_side: int | None = DEFAULT_MAX_SIDE,
         tile: int | None = None,
-        tile_overlap: float = 1 / 3,
+        tile_overlap: float = TILE_OVERLAP,
     ) -> None:
         _check(tta, max_side, tile, tile_overlap)
         self._backend = backend

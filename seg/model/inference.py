@@ -27,6 +27,7 @@ Net = Callable[[Any], Any]  # an NCHW batch -> its N x classes x H x W logits at
 # test-time augmentation: False/None (none), True (+ the horizontal flip), or scales: the photo is also
 # seen resized by each factor (each with its flip), and the logits, resized back, are averaged
 TTA = bool | None | Sequence[float]
+TILE_OVERLAP = 1 / 3  # the share of a tile its neighbour overlaps, by default (mmsegmentation's 769/513)
 
 
 def tta_scales(tta: TTA) -> tuple[float, ...]:
@@ -108,38 +109,38 @@ def _tiled_ids(model: Net, x: Any, tta: TTA, tile: int, overlap: float) -> Any:
     windows are final once the windows over them are summed (the sum's argmax is the mean's)."""
     height, width = x.shape[-2:]
     rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
-    ids, band, top = None, None, 0  # band: the summed logits of rows [top, top + band height)
+    ids = _ids(x, (x.shape[0], height, width))
+    band, top = None, 0  # band: the summed logits of rows [top, top + band height)
     for i, (y0, y1) in enumerate(rows):
         for x0, x1 in cols:
             out = predict_logits(model, x[..., y0:y1, x0:x1], tta)
-            if band is None:
-                band = _zeros(out, (*out.shape[:2], 0, width))
-                ids = np.zeros((x.shape[0], height, width), np.int64) if _is_numpy(out) else None
-            if band.shape[-2] < y1 - top:  # grow the band down to this row of windows' bottom
-                more = _zeros(out, (*out.shape[:2], y1 - top - band.shape[-2], width))
-                band = np.concatenate([band, more], -2) if _is_numpy(band) else _cat(band, more)
+            grow = y1 - top - (0 if band is None else band.shape[-2])
+            if grow > 0:  # the band reaches down to this row of windows' bottom
+                more = _zeros(out, (*out.shape[:2], grow, width))
+                band = more if band is None else _concat(band, more)
             band[..., y0 - top : y1 - top, x0:x1] += out
         done = rows[i + 1][0] if i + 1 < len(rows) else height
-        final = class_ids(band[..., : done - top, :])
-        ids = final if ids is None else _put_rows(ids, final, top)
+        ids[:, top:done] = class_ids(band[..., : done - top, :])
         band, top = band[..., done - top :, :], done
     return ids
 
 
-def _cat(a: Any, b: Any) -> Any:
+def _ids(like: Any, shape: tuple[int, ...]) -> Any:
+    """Zero class ids (int64, as :func:`class_ids` gives them) in ``like``'s kind of array."""
+    if _is_numpy(like):
+        return np.zeros(shape, np.int64)
+    import torch
+
+    return torch.zeros(shape, dtype=torch.int64)
+
+
+def _concat(a: Any, b: Any) -> Any:
+    """``a`` and ``b`` one below the other (along the rows)."""
+    if _is_numpy(a):
+        return np.concatenate([a, b], -2)
     import torch
 
     return torch.cat([a, b], -2)
-
-
-def _put_rows(ids: Any, rows: Any, top: int) -> Any:
-    """``ids`` with ``rows`` from row ``top`` on (NumPy: written in place; torch: the rows are gathered)."""
-    if _is_numpy(ids):
-        ids[:, top : top + rows.shape[1]] = rows
-        return ids
-    import torch
-
-    return torch.cat([ids, rows], 1)
 
 
 def _is_numpy(x: Any) -> bool:
@@ -218,7 +219,7 @@ def photo_logits(
     tta: TTA = False,
     max_side: int | None = None,
     tile: int | None = None,
-    tile_overlap: float = 1 / 3,
+    tile_overlap: float = TILE_OVERLAP,
 ) -> Any:
     """Logits at the photos' own size of a batch of equal-size photos (NCHW), through the net at
     :func:`forward_size` (shrunk when the long side exceeds ``max_side``), or with ``tile`` in
@@ -240,7 +241,7 @@ def photo_ids(
     tta: TTA = False,
     max_side: int | None = None,
     tile: int | None = None,
-    tile_overlap: float = 1 / 3,
+    tile_overlap: float = TILE_OVERLAP,
 ) -> Any:
     """Class ids (N x H x W) of :func:`photo_logits`, without holding every class's logits at full size.
 

@@ -1,4 +1,5 @@
-"""What ``seg.predict`` and ``seg.demo`` share: the model a config names, and the two files of a
+"""What ``seg.predict`` and ``seg.demo`` share: the model a config names (and how photos go through it,
+which ``seg.eval`` reads too), and the two files of a
 prediction, ``<stem>.png`` (the class ids as a palette PNG) and ``<stem>_overlay.jpg`` (the photo
 blended with the class colours, with a legend). Imports no torch: an ONNX model runs without it."""
 
@@ -15,6 +16,7 @@ from PIL import Image
 from seg.core.files import atomic_write
 from seg.deploy.pictures import ids_png
 from seg.deploy.segmenter import Segmenter
+from seg.model.inference import TILE_OVERLAP
 from seg.run.settings import tta_value
 
 OVERLAY_QUALITY = 90  # JPEG quality of <stem>_overlay.jpg
@@ -22,7 +24,7 @@ OVERLAY_QUALITY = 90  # JPEG quality of <stem>_overlay.jpg
 
 def sizing(cfg: DictConfig) -> dict[str, Any]:
     """How photos go through the net (:class:`Segmenter`'s max_side, tile and tile_overlap) from a config."""
-    return {"max_side": cfg.max_side, "tile": cfg.get("tile"), "tile_overlap": cfg.get("tile_overlap", 1 / 3)}
+    return {"max_side": cfg.max_side, "tile": cfg.get("tile"), "tile_overlap": cfg.get("tile_overlap", TILE_OVERLAP)}
 
 
 def open_segmenter(cfg: DictConfig) -> Segmenter:
