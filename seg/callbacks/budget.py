@@ -245,7 +245,7 @@ class Budget(pl.Callback):
         # before the epoch's checkpoints are written (Lightning runs checkpoint callbacks last): a run
         # resumed from them follows the revised plan
         if self.active and self._revisable(trainer):
-            self._revise(trainer, time.monotonic())
+            self._revise(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.active:
@@ -332,7 +332,7 @@ class Budget(pl.Callback):
             and len(self._later_starts) > SKIPPED_STEPS + 2
         )
 
-    def _revise(self, trainer: pl.Trainer, now: float) -> None:
+    def _revise(self, trainer: pl.Trainer) -> None:
         """The plan made again with the step time of the epoch after it (its first steps left out);
         validation and epoch-end costs as measured before, the decay so far kept."""
         before = self.plan
@@ -340,9 +340,10 @@ class Budget(pl.Callback):
         step = statistics.fmean(gaps) * trainer.accumulate_grad_batches
         costs = {**before["measured"], "step_s": step}
         epoch = trainer.current_epoch + 1  # the plan's remaining epochs start with the next
-        self._make_plan(trainer, now, costs, before["decay_from"], epoch)
-        self.plan["planned_epoch"] = before["planned_epoch"]  # epochs before this one were validated as planned
-        self.plan["revised"] = {
+        plan = self._new_plan(trainer, costs, epoch)
+        plan["decay_from"] = before["decay_from"]  # the decay so far is kept
+        plan["planned_epoch"] = before["planned_epoch"]  # epochs before this one were validated as planned
+        plan["revised"] = {
             "at_step": int(trainer.global_step),
             "epoch": epoch,
             "steps_before": before["steps"],
@@ -350,6 +351,7 @@ class Budget(pl.Callback):
             # which epochs before the revision the first plan validated: a run following this plan does too
             "validated_before": [e for e in range(epoch) if self._validated(e, before)],
         }
+        self.plan = plan
         self._apply(trainer)
         self._write_plan(trainer)
         planned = before["measured"]["step_s"]
@@ -358,19 +360,24 @@ class Budget(pl.Callback):
             f"of {before['steps']} ({step:.3f} s a step in the epoch after the plan, {planned:.3f} planned)"
         )
 
-    def _make_plan(
-        self,
-        trainer: pl.Trainer,
-        now: float,
-        costs: dict[str, float] | None = None,
-        decay_from: int | None = None,
-        epoch: int | None = None,
-    ) -> None:
-        """Fix the plan from ``costs`` (default: the first epoch's), its remaining epochs from ``epoch``
-        (default: the current one); ``decay_from`` given: a revision, which keeps the decay's start."""
-        costs = costs or self._costs(trainer, now)
+    def _make_plan(self, trainer: pl.Trainer, now: float) -> None:
+        """Fix the plan from what the first epoch (or its first steps) measured; apply, log and write it."""
+        costs = self._costs(trainer, now)
+        self.plan = p = self._new_plan(trainer, costs, trainer.current_epoch)
+        self._apply(trainer)
+        spe, every = p["steps_per_epoch"], p["val_every"]
+        log.info(
+            f"budget={self.seconds:g}s: {p['steps']} steps ({p['steps'] / spe:.1f} epochs of {spe}), the lr decaying "
+            f"from step {p['decay_from']}, validation {cadence(every)} ({p['validations']} in all); measured "
+            f"{costs['step_s']:.3f} s a step, {costs['val_s']:.1f} s a validation, {costs['test_s']:.1f} s for the test"
+        )
+        self._write_plan(trainer)
+
+    def _new_plan(self, trainer: pl.Trainer, costs: dict[str, float], epoch: int) -> dict[str, Any]:
+        """The plan that fills what is left of the budget at ``costs``, its remaining epochs from ``epoch``:
+        the most steps, and the most frequent validation within its share."""
         spe = self._steps_per_epoch(trainer)
-        done, epoch = trainer.global_step, trainer.current_epoch if epoch is None else epoch
+        done = trainer.global_step
         left = self.left() - costs["test_s"] - self._margin()
         val_left = self.val_share * self.seconds - sum(self.val_times)
 
@@ -401,31 +408,20 @@ class Budget(pl.Callback):
         options = [(most_steps(e), -e) for e in (*range(first, first + 20), _NEVER)]
         steps, every = max((s, e) for s, e in options if cost(s, -e)[1] == count and fits(s, -e))
         every = -every
-        last = math.ceil(steps / spe) - 1
-        self.plan = {
+        if steps <= done + 1:
+            log.warning(f"budget={self.seconds:g}s: too short to train beyond step {done} on this machine")
+        return {
             "budget_s": self.seconds,
             "steps": int(steps),
-            "decay_from": int(done if decay_from is None else decay_from),
+            "decay_from": int(done),
             "planned_epoch": int(epoch),
             "steps_per_epoch": spe,
-            "last_epoch": int(last),
+            "last_epoch": int(math.ceil(steps / spe) - 1),
             "val_every": int(every),
             "validations": int(cost(steps, every)[1]) + len(self.val_times),
             "planned_at_s": round(self.used(), 2),
             "measured": {k: round(v, 4) for k, v in costs.items()},
         }
-        if steps <= done + 1:
-            log.warning(f"budget={self.seconds:g}s: too short to train beyond step {done} on this machine")
-        self._apply(trainer)
-        if decay_from is not None:  # a revision: its caller says so
-            return
-        p = self.plan
-        log.info(
-            f"budget={self.seconds:g}s: {p['steps']} steps ({p['steps'] / spe:.1f} epochs of {spe}), the lr decaying "
-            f"from step {p['decay_from']}, validation {cadence(every)} ({p['validations']} in all); measured "
-            f"{costs['step_s']:.3f} s a step, {costs['val_s']:.1f} s a validation, {costs['test_s']:.1f} s for the test"
-        )
-        self._write_plan(trainer)
 
     def _write_plan(self, trainer: pl.Trainer) -> None:
         if self.dirpath and trainer.is_global_zero:

@@ -212,7 +212,7 @@ def test_the_plan_is_revised_once_by_the_epoch_after_it(tmp_path):
     b._later_starts = [now + 0.05 * i for i in range(10)]
     trainer = fake_trainer(global_step=20, current_epoch=1)  # the end of the epoch the plan was fixed at
     assert b._revisable(trainer)
-    b._revise(trainer, now + 0.5)
+    b._revise(trainer)
     p = b.plan
     assert p["steps"] > first["steps"] and p["decay_from"] == first["decay_from"] == 10
     assert p["measured"]["step_s"] == pytest.approx(0.05) and p["measured"]["val_s"] == first["measured"]["val_s"]
