@@ -72,21 +72,22 @@ def calibration_photos(cfg: DictConfig, datamodule: Any) -> tuple[list[Any], dic
     }
 
 
-def quantized(cfg: DictConfig, float_file: Path, int8_file: Path, datamodule: Any, dataset: Any) -> dict[str, Any]:
+def quantized(
+    cfg: DictConfig, float_file: Path, int8_file: Path, datamodule: Any, dataset: Any
+) -> tuple[dict[str, Any], Segmenter]:
     """``float_file`` quantized to int8 into ``int8_file``, calibrated on ``cfg.calibration``'s photos, and
-    scored beside the float model on the verify split; refused (ExportError) when it loses more than
-    ``cfg.max_accuracy_drop`` points of pixel accuracy, unless ``cfg.keep_anyway``."""
+    scored beside the float model on the verify split: the gate's report and the int8 model; refused
+    (ExportError) when it loses more than ``cfg.max_accuracy_drop`` points of pixel accuracy, unless
+    ``cfg.keep_anyway``."""
     photos, calibration = calibration_photos(cfg, datamodule)
     log.info(
         f"int8: calibrating on {len(photos)} photos of the {calibration['split']} split (seed {calibration['seed']})"
     )
     quantize_int8(float_file, int8_file, photos, calibration)
     labelled = [dataset.raw(i) for i in range(verified(cfg, dataset))]
+    int8_model = Segmenter.load(int8_file, max_side=None)
     gate = accuracy_gate(
-        Segmenter.load(float_file, max_side=None),
-        Segmenter.load(int8_file, max_side=None),
-        labelled,
-        datamodule.label_set().ignore_index,
+        Segmenter.load(float_file, max_side=None), int8_model, labelled, datamodule.label_set().ignore_index
     )
     gate.update(split=cfg.verify_split, max_accuracy_drop=cfg.max_accuracy_drop, calibration=calibration)
     line = (
@@ -102,7 +103,7 @@ def quantized(cfg: DictConfig, float_file: Path, int8_file: Path, datamodule: An
             f"export the float model (quantize=null), or pass keep_anyway=true to keep it"
         )
     log.info(line)
-    return gate
+    return gate, int8_model
 
 
 def export(cfg: DictConfig) -> dict[str, Any]:
@@ -141,10 +142,10 @@ def export(cfg: DictConfig) -> dict[str, Any]:
                     f"{cfg.verify_split} pixels (min_agreement={cfg.min_agreement}); {output} was not written"
                 )
         if int8:
-            report["int8"] = quantized(cfg, exported, partial, datamodule, dataset)
+            report["int8"], int8_model = quantized(cfg, exported, partial, datamodule, dataset)
             report["float_megabytes"] = report["megabytes"]
             report["megabytes"] = round(partial.stat().st_size / 2**20, 2)
-            report["metadata"] = Segmenter.load(partial, max_side=None).metadata  # seg.quantization included
+            report["metadata"] = int8_model.metadata  # seg.quantization included
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
