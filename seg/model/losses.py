@@ -1,4 +1,5 @@
-"""Training losses: cross-entropy (ignored pixels left out), optionally class-weighted, plus a soft Dice term."""
+"""Training losses: cross-entropy (ignored pixels left out), optionally class-weighted and label-smoothed,
+plus a soft Dice term."""
 
 from __future__ import annotations
 
@@ -26,22 +27,28 @@ class SegLoss(nn.Module):
     median-frequency balancing, 0.5 a milder version), from the training split's pixel counts given
     to :meth:`set_class_counts`. The Dice term is 1 - mean Dice over the classes present in the batch
     (as segmentation_models_pytorch's multiclass DiceLoss), computed from the softmax.
+    ``label_smoothing`` eps > 0 is torch's: the target is (1 - eps) on the true class + eps spread
+    evenly over all classes.
     """
 
     # the keys of model.loss this class reads, checked before any work
-    SETTINGS: ClassVar[Settings] = Settings({"class_weight_power": number(0), "dice_weight": number(0)})
+    SETTINGS: ClassVar[Settings] = Settings(
+        {"class_weight_power": number(0), "dice_weight": number(0), "label_smoothing": number(0, 0.5)}
+    )
 
     def __init__(
         self,
         num_classes: int = 23,
         class_weight_power: float = 0.0,
         dice_weight: float = 0.0,
+        label_smoothing: float = 0.0,
         smooth: float = 1.0,
         ignore_index: int = VOID,
     ):
         super().__init__()  # the values are checked with every setting (seg.run.settings)
         self.num_classes, self.power = num_classes, class_weight_power
         self.dice_weight, self.smooth, self.ignore_index = dice_weight, smooth, ignore_index
+        self.label_smoothing = label_smoothing
         # recomputed from the data at every fit; not in the state dict, so checkpoints of any loss load
         self.register_buffer("class_weights", torch.ones(num_classes), persistent=False)
         self._counts_set = False
@@ -69,10 +76,14 @@ class SegLoss(nn.Module):
                 "set_class_counts(datamodule.class_pixel_counts('train')) before training (seg.train does)"
             )
         weight = self.class_weights if self.power > 0 else None
+        ce_args = {"weight": weight, "ignore_index": self.ignore_index, "label_smoothing": self.label_smoothing}
         if not self.dice_weight:
-            return nnf.cross_entropy(logits, target, weight=weight, ignore_index=self.ignore_index)
+            return nnf.cross_entropy(logits, target, **ce_args)
         logp = logits.float().log_softmax(1)  # one softmax for both terms
-        ce = nnf.nll_loss(logp, target, weight=weight, ignore_index=self.ignore_index)
+        if self.label_smoothing:  # log_softmax of log-probabilities is the identity: the same CE
+            ce = nnf.cross_entropy(logp, target, **ce_args)
+        else:
+            ce = nnf.nll_loss(logp, target, weight=weight, ignore_index=self.ignore_index)
         return ce + self.dice_weight * self._dice(logp.exp(), target)
 
     def dice(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -70,3 +70,17 @@ def test_class_weights_without_counts_are_a_clear_error():
     assert loss.needs_class_counts and not SegLoss(num_classes=3).needs_class_counts
     with pytest.raises(RuntimeError, match=r"set_class_counts\(datamodule.class_pixel_counts\('train'\)\)"):
         loss(torch.randn(1, 3, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+def test_label_smoothing_spreads_eps_over_the_classes_with_and_without_dice():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4, 3, 5), torch.randint(-1, 4, (2, 3, 5))
+    eps, valid = 0.2, target != -1
+    logp = logits.log_softmax(1).permute(0, 2, 3, 1)[valid]  # labelled pixels x classes
+    soft = torch.full_like(logp, eps / 4)
+    soft[torch.arange(len(soft)), target[valid]] += 1 - eps
+    by_hand = -(soft * logp).sum(1).mean()
+    torch.testing.assert_close(SegLoss(num_classes=4, label_smoothing=eps)(logits, target), by_hand)
+    with_dice = SegLoss(num_classes=4, label_smoothing=eps, dice_weight=0.5)
+    torch.testing.assert_close(with_dice(logits, target), by_hand + 0.5 * with_dice.dice(logits, target))
+    assert SegLoss(num_classes=4)(logits, target) < by_hand  # smoothing costs a sharp model something

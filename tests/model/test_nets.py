@@ -103,3 +103,26 @@ def test_a_traced_net_keeps_the_final_resize_for_every_size(cls):
             out = traced(x)
             assert out.shape == (2, 23, *hw)
             torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_lraspp_context_gates_the_projection_by_the_global_average():
+    """context=lraspp: within the budget, and the projection is scaled per channel by a sigmoid of the
+    pooled stride-32 features: a photo's global content changes every pixel's decoder input."""
+    cfg = compose_config("train", "model.net.weights=null", "model.net.context=lraspp").model
+    net = instantiate(cfg.net).eval()
+    plain = MobileNetSkipSeg(weights=None)
+    extra = count_parameters(net) - count_parameters(plain)
+    assert extra == 1280 * 256 and count_parameters(net) < 5_000_000
+    seen = {}
+    net.project.register_forward_hook(lambda m, a, out: seen.__setitem__("project", out))
+    net.context_gate.register_forward_hook(lambda m, a, out: seen.__setitem__("gate", out))
+    net.fuse[0].register_forward_pre_hook(lambda m, a: seen.__setitem__("decoder_in", a[0]))
+    with torch.no_grad():
+        y = net(torch.randn(2, 3, 96, 128))
+    assert y.shape == (2, 23, 96, 128)
+    gate = seen["gate"]
+    assert gate.shape == (2, 256, 1, 1) and ((gate > 0) & (gate < 1)).all()
+    gated = seen["project"] * gate  # the decoder's first fusion sees the gated projection, upsampled
+    up = torch.nn.functional.interpolate(gated, size=seen["decoder_in"].shape[-2:], mode="bilinear")
+    torch.testing.assert_close(seen["decoder_in"][:, :256], up)
+    assert MobileNetSkipSeg(weights=None).context_gate is None
