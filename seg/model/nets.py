@@ -134,7 +134,9 @@ class EncoderDecoder(nn.Module):
             y = block(y)
             if i in self.skip_blocks:
                 skips[i] = y
-        z = self.project(y) if self.context_gate is None else self.project(y) * self.context_gate(y)
+        z = self.project(y)
+        if self.context_gate is not None:
+            z = z * self.context_gate(y)
         y = self.classifier(self.decode(z, [skips[i] for i in self.skip_blocks]))
         if not full_size:
             return y
