@@ -57,7 +57,7 @@ def integer(low: int | None = None, high: int | None = None, null: bool = False,
 def number(low: float | None = None, high: float | None = None, above: bool = False, why: str = "") -> Rule:
     """A finite number >= low (> low if ``above``) and <= high."""
     if low is not None and high is not None:
-        allowed = f"a number in [{low}, {high}]"
+        allowed = f"a number in {'(' if above else '['}{low}, {high}]"
     else:
         allowed = f"a number {'>' if above else '>='} {low}" if low is not None else "a number"
 

@@ -1,8 +1,9 @@
-"""Training losses: cross-entropy (ignored pixels left out), optionally class-weighted and label-smoothed,
-plus a soft Dice term."""
+"""Training losses: cross-entropy (ignored pixels left out), optionally class-weighted, label-smoothed,
+focal or restricted to the hardest pixels (OHEM), plus a soft Dice term."""
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -29,11 +30,24 @@ class SegLoss(nn.Module):
     (as segmentation_models_pytorch's multiclass DiceLoss), computed from the softmax.
     ``label_smoothing`` eps > 0 is torch's: the target is (1 - eps) on the true class + eps spread
     evenly over all classes.
+
+    ``focal_gamma`` g > 0 scales each pixel's cross-entropy by ``(1 - p_true) ** g`` (Lin et al.'s focal
+    loss, softmax form); ``ohem_keep`` k < 1 averages only the hardest fraction k of the batch's labelled
+    pixels, by their cross-entropy (online hard example mining, as the bootstrapped CE of Wu et al.).
+    Both are written here on the per-pixel CE: torchvision's focal loss is the sigmoid, binary one, and
+    the libraries that have these (segmentation_models_pytorch, mmsegmentation) bring a model zoo with them.
+    With neither, the CE is torch's own mean, and the hot path is unchanged.
     """
 
     # the keys of model.loss this class reads, checked before any work
     SETTINGS: ClassVar[Settings] = Settings(
-        {"class_weight_power": number(0), "dice_weight": number(0), "label_smoothing": number(0, 0.5)}
+        {
+            "class_weight_power": number(0),
+            "dice_weight": number(0),
+            "label_smoothing": number(0, 0.5),
+            "focal_gamma": number(0, 5),
+            "ohem_keep": number(0, 1, above=True, why="the share of labelled pixels kept; 1 keeps all"),
+        }
     )
 
     def __init__(
@@ -42,13 +56,15 @@ class SegLoss(nn.Module):
         class_weight_power: float = 0.0,
         dice_weight: float = 0.0,
         label_smoothing: float = 0.0,
+        focal_gamma: float = 0.0,
+        ohem_keep: float = 1.0,
         smooth: float = 1.0,
         ignore_index: int = VOID,
     ):
         super().__init__()  # the values are checked with every setting (seg.run.settings)
         self.num_classes, self.power = num_classes, class_weight_power
         self.dice_weight, self.smooth, self.ignore_index = dice_weight, smooth, ignore_index
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.focal_gamma, self.ohem_keep = label_smoothing, focal_gamma, ohem_keep
         # recomputed from the data at every fit; not in the state dict, so checkpoints of any loss load
         self.register_buffer("class_weights", torch.ones(num_classes), persistent=False)
         self._counts_set = False
@@ -77,14 +93,34 @@ class SegLoss(nn.Module):
             )
         weight = self.class_weights if self.power > 0 else None
         ce_args = {"weight": weight, "ignore_index": self.ignore_index, "label_smoothing": self.label_smoothing}
-        if not self.dice_weight:
+        per_pixel = self.focal_gamma > 0 or self.ohem_keep < 1
+        if not self.dice_weight and not per_pixel:
             return nnf.cross_entropy(logits, target, **ce_args)
-        logp = logits.float().log_softmax(1)  # one softmax for both terms
-        if self.label_smoothing:  # log_softmax of log-probabilities is the identity: the same CE
+        logp = logits.float().log_softmax(1)  # one softmax for every term
+        if per_pixel:
+            ce = self._hard_ce(logp, target, ce_args)
+        elif self.label_smoothing:  # log_softmax of log-probabilities is the identity: the same CE
             ce = nnf.cross_entropy(logp, target, **ce_args)
         else:
             ce = nnf.nll_loss(logp, target, weight=weight, ignore_index=self.ignore_index)
-        return ce + self.dice_weight * self._dice(logp.exp(), target)
+        return ce + self.dice_weight * self._dice(logp.exp(), target) if self.dice_weight else ce
+
+    def _hard_ce(self, logp: torch.Tensor, target: torch.Tensor, ce_args: dict) -> torch.Tensor:
+        """The focal and/or OHEM cross-entropy: per-pixel CE, modulated, the hardest kept, then averaged as
+        torch averages a weighted CE (divided by the kept pixels' class weights)."""
+        valid = target != self.ignore_index
+        if not valid.any():  # an all-void batch: no signal
+            return logp.sum() * 0.0
+        pixel = nnf.cross_entropy(logp, target, **ce_args, reduction="none")[valid]
+        weight = ce_args["weight"]
+        w = weight[target[valid]] if weight is not None else torch.ones_like(pixel)
+        if self.focal_gamma:
+            p_true = logp.gather(1, torch.where(valid, target, 0)[:, None])[:, 0][valid].exp()
+            pixel = pixel * (1 - p_true).clamp_min(0) ** self.focal_gamma
+        if self.ohem_keep < 1:
+            hardest = pixel.topk(max(1, math.ceil(self.ohem_keep * pixel.numel()))).indices
+            pixel, w = pixel[hardest], w[hardest]
+        return pixel.sum() / w.sum().clamp_min(1e-12)
 
     def dice(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """1 - mean soft Dice over the classes that occur in ``target`` (void masked out)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as nnf
@@ -84,3 +86,35 @@ def test_label_smoothing_spreads_eps_over_the_classes_with_and_without_dice():
     with_dice = SegLoss(num_classes=4, label_smoothing=eps, dice_weight=0.5)
     torch.testing.assert_close(with_dice(logits, target), by_hand + 0.5 * with_dice.dice(logits, target))
     assert SegLoss(num_classes=4)(logits, target) < by_hand  # smoothing costs a sharp model something
+
+
+def test_focal_and_ohem_terms_match_their_definitions_by_hand():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 4, 6, 5), torch.randint(-1, 4, (2, 6, 5))
+    valid = target != -1
+    logp = logits.log_softmax(1).permute(0, 2, 3, 1)[valid]
+    ce = -logp[torch.arange(len(logp)), target[valid]]  # per labelled pixel
+    p_true = (-ce).exp()
+    focal = SegLoss(num_classes=4, focal_gamma=2.0)
+    torch.testing.assert_close(focal(logits, target), (ce * (1 - p_true) ** 2).mean())
+    k = math.ceil(0.25 * len(ce))
+    ohem = SegLoss(num_classes=4, ohem_keep=0.25)
+    torch.testing.assert_close(ohem(logits, target), ce.sort(descending=True).values[:k].mean())
+    assert ohem(logits, target) > SegLoss(num_classes=4)(logits, target)  # the hardest pixels cost more
+    with_dice = SegLoss(num_classes=4, focal_gamma=2.0, ohem_keep=0.25, dice_weight=0.5)
+    both = (ce * (1 - p_true) ** 2).sort(descending=True).values[:k].mean()
+    torch.testing.assert_close(with_dice(logits, target), both + 0.5 * with_dice.dice(logits, target))
+
+
+def test_the_per_pixel_path_averages_as_torch_does_with_weights_and_smoothing():
+    torch.manual_seed(1)
+    logits, target = torch.randn(2, 3, 4, 4), torch.randint(-1, 3, (2, 4, 4))
+    # keeping a share just under 1 keeps every pixel, but takes the per-pixel path
+    loss = SegLoss(num_classes=3, class_weight_power=1.0, label_smoothing=0.1, ohem_keep=0.999999)
+    loss.set_class_counts(torch.tensor([50.0, 10.0, 5.0]))
+    expected = nnf.cross_entropy(logits, target, weight=loss.class_weights, ignore_index=-1, label_smoothing=0.1)
+    torch.testing.assert_close(loss(logits, target), expected)
+    void = torch.full((2, 4, 4), -1)
+    rand = logits.clone().requires_grad_()
+    SegLoss(num_classes=3, focal_gamma=2.0, ohem_keep=0.5)(rand, void).backward()
+    assert rand.grad.abs().sum().item() == 0.0  # an all-void batch moves nothing

@@ -28,6 +28,8 @@ BAD_VALUES = [
     ("train", ["model.encoder_lr_mult=0"], "model.encoder_lr_mult=0: must be a number > 0"),
     ("train", ["model.loss.dice_weight=-1"], "model.loss.dice_weight=-1: must be a number >= 0"),
     ("train", ["model.loss.label_smoothing=0.9"], "model.loss.label_smoothing=0.9: must be a number in [0, 0.5]"),
+    ("train", ["model.loss.ohem_keep=0"], "model.loss.ohem_keep=0: must be a number in (0, 1] (the share of"),
+    ("train", ["model.loss.focal_gamma=-1"], "model.loss.focal_gamma=-1: must be a number in [0, 5]"),
     ("train", ["data.augment_scale=[1.5,0.5]"], "data.augment_scale=[1.5, 0.5]: must be [low, high]"),
     ("train", ["data.sha256=abc"], "data.sha256='abc': must be 64 hex digits"),
     ("train", ["model.low_res_loss=maybe"], "model.low_res_loss='maybe': must be true or false"),
