@@ -94,12 +94,19 @@ PLANNED_DECAY = {"_target_": "seg.model.schedules.PlannedDecay", "_partial_": Tr
 class Budget(pl.Callback):
     """Plans the run to ``budget`` seconds (inactive when None). ``val_share``: the largest share of the
     budget validation may take; ``plan``: an earlier run's ``plan.json`` to follow instead of measuring;
-    ``dirpath``: where ``plan.json`` is written; ``decay``/``keep_ema``/``low_res_loss``: seg.train's budget recipe;
+    ``dirpath``: where ``plan.json`` is written; ``decay``/``keep_ema``/``low_res_loss``/``class_weight_power``:
+    seg.train's budget recipe;
     ``test``/``test_tta``: what the test stage will run, so its time is kept free."""
 
     # the budget itself is the run's top-level key, checked by seg.train (budget_problem)
     SETTINGS = Settings(
-        {"val_share": number(0, 1, above=True), "decay": switch, "keep_ema": switch, "low_res_loss": switch},
+        {
+            "val_share": number(0, 1, above=True),
+            "decay": switch,
+            "keep_ema": switch,
+            "low_res_loss": switch,
+            "class_weight_power": number(0),
+        },
         checks=(_plan_file,),
     )
 
@@ -110,15 +117,21 @@ class Budget(pl.Callback):
         decay: bool = True,
         keep_ema: bool = False,
         low_res_loss: bool = True,
+        class_weight_power: float = 0.5,
         plan: str | None = None,
         dirpath: str | None = None,
         test: bool = True,
         test_tta: Any = False,
     ) -> None:
         self.seconds = seconds(budget) if budget is not None else None
-        # decay, keep_ema and low_res_loss are read by seg.train (budget_recipe): they change what is built
+        # the recipe keys are read by seg.train (budget_recipe): they change what is built
         self.val_share, self.dirpath = float(val_share), dirpath
-        self.recipe = {"decay": bool(decay), "keep_ema": bool(keep_ema), "low_res_loss": bool(low_res_loss)}
+        self.recipe = {
+            "decay": bool(decay),
+            "keep_ema": bool(keep_ema),
+            "low_res_loss": bool(low_res_loss),
+            "class_weight_power": float(class_weight_power),
+        }
         self.test_passes = 0 if not test else _passes(test_tta)
         self.plan: dict[str, Any] | None = json.loads(Path(plan).read_text()) if plan else None
         self.plan_given = plan is not None
