@@ -124,14 +124,10 @@ class Budget(pl.Callback):
         test_tta: Any = False,
     ) -> None:
         self.seconds = seconds(budget) if budget is not None else None
-        # the recipe keys are read by seg.train (budget_recipe): they change what is built
+        # the recipe keys are taken here only so that the config builds: seg.train (budget_recipe) reads them
+        # from the config, since they change what is built before this callback exists
+        del decay, keep_ema, low_res_loss, class_weight_power
         self.val_share, self.dirpath = float(val_share), dirpath
-        self.recipe = {
-            "decay": bool(decay),
-            "keep_ema": bool(keep_ema),
-            "low_res_loss": bool(low_res_loss),
-            "class_weight_power": float(class_weight_power),
-        }
         self.test_passes = 0 if not test else _passes(test_tta)
         self.plan: dict[str, Any] | None = json.loads(Path(plan).read_text()) if plan else None
         self.plan_given = plan is not None
