@@ -62,6 +62,16 @@ CONFIGS: dict[str, dict] = {
         "threads": None,
         "low_res_loss": True,
     },
+    # the same with the encoder's stride-2 and stride-4 blocks frozen (model.net.freeze_params=27 on
+    # MobileNetV2): no backward pass through the largest feature maps
+    "channels_last+bf16+low_res_loss+freeze27": {
+        "channels_last": True,
+        "precision": "bf16-mixed",
+        "compile": False,
+        "threads": None,
+        "low_res_loss": True,
+        "freeze_params": 27,
+    },
 }
 DEFAULT_CONFIG = "channels_last"
 
@@ -217,6 +227,8 @@ def peak_rss_mb() -> float:
 
 def run_config(name: str, net_cfg: dict, args: argparse.Namespace) -> dict:
     spec = CONFIGS[name]
+    if "freeze_params" in spec:
+        net_cfg = {**net_cfg, "freeze_params": spec["freeze_params"]}
     threads_before = torch.get_num_threads()
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
