@@ -24,7 +24,6 @@ from seg.callbacks.stops import GracefulStop
 from seg.core.rules import Get, Settings, given, integer, is_int, is_number, number, one_of, shown, switch
 from seg.data.labels import LabelSet
 from seg.model.checkpoint import check_weights_fit, load_weights, read_checkpoint
-from seg.model.encoders import ENCODERS
 from seg.model.inference import tta_problem
 from seg.run.build import build, hparams_for_table
 from seg.run.entry import hydra_main, run_job
@@ -78,8 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def budget_recipe(cfg: DictConfig) -> None:
     """What a budget changes in the recipe, each logged and each undone by its ``callbacks.budget`` key: the
     planned decay replaces the scheduler (``decay``), no EMA of the weights (``keep_ema``), the loss at the
-    decoder's stride 4 (``low_res_loss``), class weights in an unweighted loss (``class_weight_power``), the
-    pretrained encoder's blocks to stride 4 frozen when none are (``freeze_early``).
+    decoder's stride 4 (``low_res_loss``), class weights in an unweighted loss (``class_weight_power``).
     Measured on MSRC at budget=5m and under 5-fold CV at budget=2m: docs/results.md."""
     if cfg.get("budget") is None:
         return
@@ -103,15 +101,6 @@ def budget_recipe(cfg: DictConfig) -> None:
         changes["model.loss.class_weight_power"] = (f"{power} (rare classes learnt sooner)", "class_weight_power=0")
         with open_dict(cfg):
             cfg.model.loss.class_weight_power = power
-    net = cfg.model.get("net") or {}
-    spec = ENCODERS.get(net.get("encoder", "mobilenet_v2")) if "freeze_params" in net else None
-    if keys.get("freeze_early", True) and spec and net.get("weights") and not net.freeze_params:
-        changes["model.net.freeze_params"] = (
-            f"{spec.early_tensors} ({spec.title}'s blocks to stride 4 frozen: more steps in the same time)",
-            "freeze_early=false",
-        )
-        with open_dict(cfg):
-            cfg.model.net.freeze_params = spec.early_tensors
     for key, (what, undo) in changes.items():
         log.info(f"budget={cfg.budget}: {key} is {what}; callbacks.budget.{undo} keeps yours")
 

@@ -94,8 +94,8 @@ PLANNED_DECAY = {"_target_": "seg.model.schedules.PlannedDecay", "_partial_": Tr
 class Budget(pl.Callback):
     """Plans the run to ``budget`` seconds (inactive when None). ``val_share``: the largest share of the
     budget validation may take; ``plan``: an earlier run's ``plan.json`` to follow instead of measuring;
-    ``dirpath``: where ``plan.json`` is written; ``decay``/``keep_ema``/``low_res_loss``/``class_weight_power``/
-    ``freeze_early``: seg.train's budget recipe;
+    ``dirpath``: where ``plan.json`` is written; ``decay``/``keep_ema``/``low_res_loss``/``class_weight_power``:
+    seg.train's budget recipe;
     ``test``/``test_tta``: what the test stage will run, so its time is kept free."""
 
     # the budget itself is the run's top-level key, checked by seg.train (budget_problem)
@@ -106,7 +106,6 @@ class Budget(pl.Callback):
             "keep_ema": switch,
             "low_res_loss": switch,
             "class_weight_power": number(0),
-            "freeze_early": switch,
         },
         checks=(_plan_file,),
     )
@@ -119,7 +118,6 @@ class Budget(pl.Callback):
         keep_ema: bool = False,
         low_res_loss: bool = True,
         class_weight_power: float = 0.5,
-        freeze_early: bool = True,
         plan: str | None = None,
         dirpath: str | None = None,
         test: bool = True,
@@ -128,7 +126,7 @@ class Budget(pl.Callback):
         self.seconds = seconds(budget) if budget is not None else None
         # the recipe keys are taken here only so that the config builds: seg.train (budget_recipe) reads them
         # from the config, since they change what is built before this callback exists
-        del decay, keep_ema, low_res_loss, class_weight_power, freeze_early
+        del decay, keep_ema, low_res_loss, class_weight_power
         self.val_share, self.dirpath = float(val_share), dirpath
         self.test_passes = 0 if not test else _passes(test_tta)
         self.plan: dict[str, Any] | None = json.loads(Path(plan).read_text()) if plan else None

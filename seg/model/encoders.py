@@ -31,9 +31,6 @@ class Encoder:
     stages: dict[int, int]  # output stride -> index of the block that ends it
     channels: dict[int, int]  # output stride -> channels of that block's output
     tensors: int  # parameter tensors of the built encoder: freeze_params is in [0, tensors]
-    # parameter tensors of the blocks up to stride 4 (stages[4]), whose feature maps are the largest: frozen
-    # (freeze_params=early_tensors), a training step has no backward pass through them (a budget's recipe)
-    early_tensors: int
     mean: tuple[float, float, float] = IMAGENET_MEAN  # the preprocessing its ImageNet weights expect
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -72,7 +69,6 @@ ENCODERS: dict[str, Encoder] = {
         stages={4: 3, 8: 6, 16: 13, 32: 18},
         channels={4: 24, 8: 32, 16: 96, 32: 1280},
         tensors=156,
-        early_tensors=27,
     ),
     "mobilenet_v3_large": Encoder(
         "MobileNetV3-Large",
@@ -80,7 +76,6 @@ ENCODERS: dict[str, Encoder] = {
         stages={4: 3, 8: 6, 16: 12, 32: 16},
         channels={4: 24, 8: 40, 16: 112, 32: 960},
         tensors=170,
-        early_tensors=27,
     ),
     "resnet18": Encoder(
         "ResNet-18",
@@ -88,7 +83,6 @@ ENCODERS: dict[str, Encoder] = {
         stages={4: 1, 8: 2, 16: 3, 32: 4},
         channels={4: 64, 8: 128, 16: 256, 32: 512},
         tensors=60,
-        early_tensors=15,
     ),
     "efficientnet_b0": Encoder(
         "EfficientNet-B0",
@@ -96,7 +90,6 @@ ENCODERS: dict[str, Encoder] = {
         stages={4: 2, 8: 3, 16: 5, 32: 8},
         channels={4: 24, 8: 40, 16: 112, 32: 1280},
         tensors=211,
-        early_tensors=39,
     ),
 }
 

@@ -177,14 +177,13 @@ def test_a_budget_changes_the_recipe_as_measured_and_each_change_can_be_kept_out
     assert (
         plain.scheduler._target_.endswith("ReduceLROnPlateau") and plain.callbacks.ema and not plain.model.low_res_loss
     )
-    assert plain.model.loss.class_weight_power == 0 and plain.model.net.freeze_params == 0
+    assert plain.model.loss.class_weight_power == 0
 
     cfg = compose_config("train", "budget=5m")
     budget_recipe(cfg)
     assert cfg.scheduler._target_ == "seg.model.schedules.PlannedDecay"
     assert cfg.callbacks.ema is None and cfg.model.low_res_loss is True
     assert cfg.model.loss.class_weight_power == 0.5
-    assert cfg.model.net.freeze_params == 27  # MobileNetV2's blocks to stride 4
 
     kept = compose_config(
         "train",
@@ -193,32 +192,17 @@ def test_a_budget_changes_the_recipe_as_measured_and_each_change_can_be_kept_out
         "callbacks.budget.keep_ema=true",
         "callbacks.budget.low_res_loss=false",
         "callbacks.budget.class_weight_power=0",
-        "callbacks.budget.freeze_early=false",
     )
     budget_recipe(kept)
     assert kept.scheduler._target_.endswith("ReduceLROnPlateau") and kept.callbacks.ema and not kept.model.low_res_loss
-    assert kept.model.loss.class_weight_power == 0 and kept.model.net.freeze_params == 0
+    assert kept.model.loss.class_weight_power == 0
 
     own = compose_config(
-        "train",
-        "budget=5m",
-        "scheduler=planned",
-        "scheduler.shape=cosine",
-        "model.loss.class_weight_power=0.3",
-        "model.net.freeze_params=9",
+        "train", "budget=5m", "scheduler=planned", "scheduler.shape=cosine", "model.loss.class_weight_power=0.3"
     )
     budget_recipe(own)
     assert own.scheduler.shape == "cosine"  # scheduler=planned as given
     assert own.model.loss.class_weight_power == 0.3  # the user's own weights as given
-    assert own.model.net.freeze_params == 9  # and their own frozen tensors
-
-    # a randomly initialised encoder is trained whole; another encoder freezes its own blocks to stride 4
-    scratch = compose_config("train", "budget=5m", "model.net.weights=null")
-    budget_recipe(scratch)
-    assert scratch.model.net.freeze_params == 0
-    resnet = compose_config("train", "budget=5m", "model.net.encoder=resnet18")
-    budget_recipe(resnet)
-    assert resnet.model.net.freeze_params == 15
 
 
 def test_the_plan_is_revised_once_by_the_epoch_after_it(tmp_path):

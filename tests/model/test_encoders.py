@@ -39,7 +39,6 @@ def test_the_table_has_the_laptop_encoders():
 def test_strides_channels_and_tensors_are_the_tables(name):
     spec, blocks = ENCODERS[name], build_encoder(name, weights=None).eval()
     assert len(list(blocks.parameters())) == spec.tensors
-    assert len(list(blocks[: spec.stages[4] + 1].parameters())) == spec.early_tensors
     seen, y = {}, torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         for i, block in enumerate(blocks):
