@@ -14,7 +14,16 @@ from helpers import ROOT
 
 # Rooms from the bottom up: a module may import its own room and the rooms listed before it.
 ROOMS = ["seg.core", "seg.data", "seg.model", "seg.deploy", "seg.callbacks", "seg.run", "entry points"]
-ENTRY_POINTS = {"seg.train", "seg.eval", "seg.predict", "seg.export", "seg.check", "seg.convert", "seg.demo"}
+ENTRY_POINTS = {
+    "seg.train",
+    "seg.eval",
+    "seg.teach",
+    "seg.predict",
+    "seg.export",
+    "seg.check",
+    "seg.convert",
+    "seg.demo",
+}
 MODULES = sorted((ROOT / "seg").rglob("*.py"))
 
 

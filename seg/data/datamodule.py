@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from seg.core.errors import ConfigError, SegError
 from seg.core.files import atomic_write
 from seg.core.rules import ABSENT, Get, Settings, integer, is_int, is_number, number, switch
+from seg.data import soft_targets
 from seg.data.dataset import Reader, SegDataset
 from seg.data.labels import LabelSet
 from seg.data.loader import Loader
@@ -44,6 +45,11 @@ def _low_high(v: Any) -> str | None:
 def _crop_sizes(v: Any) -> str | None:
     ok = v is None or (isinstance(v, list) and v and all(is_int(x) and x >= 32 for x in v))
     return None if ok else "must be a list of integers >= 32 (one per epoch), or null"
+
+
+def _path_or_null(v: Any) -> str | None:
+    ok = v is None or (isinstance(v, str) and v.strip() != "")
+    return None if ok else "must be the path of a file written by python -m seg.teach, or null"
 
 
 def _folds(get: Get, at: str) -> list[str]:
@@ -81,6 +87,7 @@ class SegDataModule(pl.LightningDataModule):
             "eval_crop_size": integer(32, null=True, why="null: whole photos"),
             "eval_batch_size": integer(1, null=True),
             "fold_seed": integer(),
+            "soft_targets": _path_or_null,
         },
         checks=(_folds,),
     )
@@ -208,6 +215,15 @@ class SegDataModule(pl.LightningDataModule):
             if split not in self.datasets:
                 items = self.items(split)
                 self.datasets[split] = SegDataset(items, self.reader, self.transform(split), cache=self.cached)
+                if split == "train" and self.hparams.get("soft_targets"):
+                    self._attach_soft_targets(self.datasets[split])
+
+    def _attach_soft_targets(self, dataset: SegDataset) -> None:
+        """The teacher's soft targets of every training item (``data.soft_targets``), read and checked."""
+        path = self.hparams.soft_targets
+        soft, stride = soft_targets.for_items(path, dataset.names, self.label_set())
+        dataset.with_soft_targets(soft, stride)
+        log.info(f"data.soft_targets={path}: a teacher's soft targets for all {len(soft)} training photos")
 
     def split_dataset(self, split: str) -> SegDataset:
         """The dataset of one split, set up on first use (the data set is fetched and checked first)."""

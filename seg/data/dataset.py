@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from seg.data import soft_targets
 from seg.data.archive import load_item
 from seg.data.splits import SPLITS, read_split
 from seg.data.transforms import EvalPreset
 
-Transform = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+Transform = Callable[..., tuple[torch.Tensor, ...]]
 Reader = Callable[[Hashable], tuple[np.ndarray, np.ndarray]]  # hashable too: the decode cache's key
 
 
@@ -53,6 +54,17 @@ class SegDataset(Dataset):
         self.transform = transform if transform is not None else EvalPreset()
         # decoded once per process and kept in memory (104 MB for all three MSRC splits), or at every access
         self.images, self.targets = decode(self.items, read) if cache else (None, None)
+        # a teacher's soft targets, one per item (seg.data.soft_targets): then a sample is (x, y, soft)
+        self.soft: Sequence[torch.Tensor] | None = None
+        self.soft_stride = 1
+
+    def with_soft_targets(self, soft: Sequence[torch.Tensor], stride: int) -> SegDataset:
+        """Every sample from now on carries its item's soft targets (:func:`seg.data.soft_targets.shrink`'s
+        blocks of ``stride`` pixels), moved with the photo by the transform."""
+        if len(soft) != len(self.items):
+            raise ValueError(f"{len(soft)} soft targets for {len(self.items)} items")
+        self.soft, self.soft_stride = tuple(soft), int(stride)
+        return self
 
     def __len__(self) -> int:
         return len(self.items)
@@ -63,19 +75,23 @@ class SegDataset(Dataset):
             return self.images[i], self.targets[i]
         return self.read(self.items[i])
 
-    def __getitem__(self, key: int | tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, ...]) -> tuple[torch.Tensor, ...]:
         """Item ``key``, or ``(index, seed[, size])`` from :class:`seg.data.sampling.EpochSampler`: then
         the transform's randomness comes from ``seed`` alone (the global RNG is left untouched) and its
-        crop is ``size``."""
+        crop is ``size``. With soft targets, (photo, target, soft targets)."""
         i, seed, size = (*key, None)[:3] if isinstance(key, tuple) else (key, None, None)
         img, tgt = self.raw(i)
         image = torch.from_numpy(img).permute(2, 0, 1)  # uint8 CHW, no copy
         target = torch.from_numpy(tgt).to(torch.int64)[None]
+        args: tuple = (image, target, size) if size else (image, target)
+        kwargs = {}
+        if self.soft is not None:
+            kwargs["soft"] = soft_targets.expand(self.soft[i], self.soft_stride, *target.shape[-2:])
         if seed is None:
-            return self.transform(image, target, size) if size else self.transform(image, target)
+            return self.transform(*args, **kwargs)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self.transform(image, target, size) if size else self.transform(image, target)
+            return self.transform(*args, **kwargs)
 
     def class_pixel_counts(self, num_classes: int) -> np.ndarray:
         """Pixels per class over the split's full (uncropped) masks; ignored pixels do not count."""

@@ -33,6 +33,9 @@ class Loader:
     augment: bool = True
     augment_scale: tuple[float, float] = (0.75, 1.25)  # resize factor range, drawn per photo
     augment_jitter: float = 0.3  # ColorJitter brightness/contrast/saturation (hue: a tenth of it); 0 = off
+    # a teacher's soft targets for the training photos (a file written by seg.teach): the net learns them
+    # beside the labels (model.distill_weight); None: the labels alone
+    soft_targets: str | None = None
     seed: int = 0  # the training order and augmentation of each epoch follow from it and the epoch alone
     # k-fold cross-validation: train+val pooled into `folds` stratified, seeded folds; fold `fold` is val,
     # the rest train, test untouched (None: the data set's own split)

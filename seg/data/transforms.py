@@ -8,6 +8,9 @@ the photo and the label set's ignore index for the target (MSRC's void, -1, by d
   whole photo with ``crop_size=None``); val, test, and training without augmentation.
 - :class:`TrainPreset`: :class:`JointAugment` (random scale, random crop, flip, colour jitter).
 - :func:`pad_collate`: a batch of whole photos of different sizes, padded to the largest.
+
+A training sample may carry a teacher's soft targets (:class:`SoftTargets`, :mod:`seg.data.soft_targets`):
+they get the target's geometry (scale, crop, flip) and come out as a third tensor.
 """
 
 from __future__ import annotations
@@ -22,10 +25,19 @@ from torchvision.transforms.v2 import functional as F
 from seg.data.labels import IMAGENET_MEAN, IMAGENET_STD, VOID
 
 
+class SoftTargets(tv_tensors.Mask):
+    """A teacher's class probabilities of a photo (uint8 CxHxW, 255 = 1): moved with the photo as its mask
+    is (nearest neighbour), padded with 0, which marks pixels without a teacher (no distillation there)."""
+
+
+Sample = tuple[torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 def center_crop(
-    image: torch.Tensor, target: torch.Tensor, size: int, ignore_index: int = VOID
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The course's CenterCrop: crop, padding sides under ``size`` with black image / ignored target.
+    image: torch.Tensor, target: torch.Tensor, size: int, ignore_index: int = VOID, soft: torch.Tensor | None = None
+) -> Sample:
+    """The course's CenterCrop: crop, padding sides under ``size`` with black image / ignored target
+    (and soft targets, when given, with 0: no teacher).
 
     torchvision's CenterCrop pads with 0, which is a class id (building) for targets, so the
     padding is done here with per-tensor fill values before the crop.
@@ -36,7 +48,9 @@ def center_crop(
         padding = [pw // 2, ph // 2, pw - pw // 2, ph - ph // 2]  # same split as torchvision's
         image = F.pad(image, padding, fill=0)
         target = F.pad(target, padding, fill=ignore_index)
-    return F.center_crop(image, [size, size]), F.center_crop(target, [size, size])
+        soft = F.pad(soft, padding, fill=0) if soft is not None else None
+    crop = (F.center_crop(t, [size, size]) for t in (image, target, soft) if t is not None)
+    return tuple(crop)
 
 
 class JointAugment:
@@ -64,7 +78,11 @@ class JointAugment:
         """Random crop to ``size`` (+ flip, + colour jitter), built once per size."""
         if size not in self._transforms:
             steps: list = [
-                v2.RandomCrop(size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: self.ignore_index}),
+                v2.RandomCrop(
+                    size,
+                    pad_if_needed=True,
+                    fill={tv_tensors.Image: 0, tv_tensors.Mask: self.ignore_index, SoftTargets: 0},
+                ),
             ]
             if self.hflip:
                 steps.append(v2.RandomHorizontalFlip())
@@ -75,19 +93,22 @@ class JointAugment:
         return self._transforms[size]
 
     def __call__(
-        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Augment to ``size`` (default: the size given at construction)."""
-        image, target = tv_tensors.Image(image), tv_tensors.Mask(target)
+        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None, soft: torch.Tensor | None = None
+    ) -> Sample:
+        """Augment to ``size`` (default: the size given at construction); ``soft`` (a teacher's uint8
+        CxHxW probabilities) gets the target's geometry and is returned third."""
+        inputs = [tv_tensors.Image(image), tv_tensors.Mask(target)]
+        if soft is not None:
+            inputs.append(SoftTargets(soft))
         lo, hi = self.scale
         s = lo + (hi - lo) * torch.rand(()).item()
         h, w = image.shape[-2:]
         if s != 1.0:
             new = [max(round(h * s), 1), max(round(w * s), 1)]
-            image = F.resize(image, new, antialias=True)  # bilinear
-            target = F.resize(target, new)  # a Mask: nearest neighbour
-        image, target = self.transform(size or self.size)(image, target)
-        return image.as_subclass(torch.Tensor), target.as_subclass(torch.Tensor)
+            # the photo bilinear (antialiased), masks and soft targets (Mask subclasses) nearest neighbour
+            inputs = [F.resize(t, new, antialias=True) for t in inputs]
+        out = self.transform(size or self.size)(*inputs)
+        return tuple(t.as_subclass(torch.Tensor) for t in out)
 
 
 def to_input(image: torch.Tensor, normalize: bool) -> torch.Tensor:
@@ -103,13 +124,16 @@ class EvalPreset:
         self.crop_size, self.normalize, self.ignore_index = crop_size, normalize, ignore_index
 
     def __call__(
-        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``size`` replaces ``crop_size`` for this sample (e.g. a smaller training crop early on)."""
+        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None, soft: torch.Tensor | None = None
+    ) -> Sample:
+        """``size`` replaces ``crop_size`` for this sample (e.g. a smaller training crop early on); ``soft``:
+        a teacher's probabilities, cropped alike and returned third."""
         crop = size or self.crop_size
         if crop:
-            image, target = center_crop(image, target, crop, self.ignore_index)
-        return to_input(image, self.normalize), target[0]
+            image, target, *rest = center_crop(image, target, crop, self.ignore_index, soft)
+            soft = rest[0] if rest else None
+        out = (to_input(image, self.normalize), target[0])
+        return out if soft is None else (*out, soft)
 
 
 class TrainPreset:
@@ -127,11 +151,12 @@ class TrainPreset:
         self.augment = JointAugment(crop_size, scale, jitter, ignore_index=ignore_index)
 
     def __call__(
-        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``size`` replaces ``crop_size`` for this sample (e.g. a smaller training crop early on)."""
-        image, target = self.augment(image, target, size)
-        return to_input(image, self.normalize), target[0]
+        self, image: torch.Tensor, target: torch.Tensor, size: int | None = None, soft: torch.Tensor | None = None
+    ) -> Sample:
+        """``size`` replaces ``crop_size`` for this sample (e.g. a smaller training crop early on); ``soft``:
+        a teacher's probabilities, augmented alike and returned third."""
+        image, target, *rest = self.augment(image, target, size, soft)
+        return (to_input(image, self.normalize), target[0], *rest)
 
 
 def pad_collate(ignore_index: int) -> Callable[[list], tuple[torch.Tensor, torch.Tensor]]:

@@ -1,5 +1,6 @@
 """Training losses: cross-entropy (ignored pixels left out), optionally class-weighted, label-smoothed,
-focal or restricted to the hardest pixels (OHEM), plus a soft Dice term."""
+focal or restricted to the hardest pixels (OHEM), plus a soft Dice term; and the distillation term
+against a teacher's soft targets."""
 
 from __future__ import annotations
 
@@ -18,6 +19,34 @@ def nearest_targets(target: torch.Tensor, size: tuple[int, int] | torch.Size) ->
     """Targets (N x H x W ids) resized to ``size`` by nearest neighbour: what a loss on
     logits below the input size compares against (``SegModule(low_res_loss=True)``)."""
     return nnf.interpolate(target[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+def nearest_soft_targets(soft: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Soft targets (N x C x H x W uint8) resized to ``size`` by nearest neighbour, as :func:`nearest_targets`."""
+    if tuple(soft.shape[-2:]) == tuple(size):
+        return soft
+    return nnf.interpolate(soft.float(), size=tuple(size), mode="nearest").to(soft.dtype)
+
+
+def distillation_loss(logits: torch.Tensor, soft: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Hinton et al.'s distillation term per pixel: the cross-entropy of the net's softened distribution
+    against a teacher's, times ``temperature**2`` (so its gradient keeps its scale), averaged over the
+    pixels the teacher covers.
+
+    ``soft``: the teacher's probabilities (N x C x H x W, uint8 with 255 = 1, as
+    :mod:`seg.data.soft_targets` stores them; all 0 where there is no teacher, e.g. crop padding) at the
+    logits' size. The temperature softens them as it would the teacher's logits: ``q ** (1/T)``, renormalised.
+    """
+    q = soft.float()
+    covered = q.sum(1) > 0
+    if not covered.any():
+        return logits.sum() * 0.0
+    if temperature != 1.0:
+        q = q.pow(1.0 / temperature)
+    q = q / q.sum(1, keepdim=True).clamp_min(1e-12)
+    logp = (logits.float() / temperature).log_softmax(1)
+    per_pixel = -(q * logp).sum(1)
+    return per_pixel[covered].mean() * temperature**2
 
 
 class SegLoss(nn.Module):

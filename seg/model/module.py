@@ -17,7 +17,7 @@ from seg.core.errors import ConfigError
 from seg.core.rules import Settings, number, switch
 from seg.data.labels import LabelSet
 from seg.model.inference import TTA, predict_logits
-from seg.model.losses import nearest_targets
+from seg.model.losses import distillation_loss, nearest_soft_targets, nearest_targets
 from seg.model.metrics import per_image_accuracy
 
 
@@ -36,6 +36,9 @@ class SegModule(pl.LightningModule):
     learning rate of ``net.encoder``'s trainable tensors (fine-tune the pretrained encoder gently).
     ``low_res_loss``: the training loss is taken on the decoder's own logits (stride 4 for the skip
     net) against nearest-downsampled targets, as DeepLab trains; validation and test stay at full size.
+    ``distill_weight``, ``distill_temperature``: when a training batch carries a teacher's soft targets
+    (``data.soft_targets``, written by ``seg.teach``), the loss adds ``distill_weight`` x
+    :func:`~seg.model.losses.distillation_loss` at that temperature.
     ``labels``: the data set's :class:`~seg.data.labels.LabelSet` as a dict (None: MSRC, as checkpoints
     written before label sets travelled mean). The number of classes of the net and the loss and the
     ignore index of the loss and metrics follow it; it is stored, so it travels in every checkpoint.
@@ -43,7 +46,14 @@ class SegModule(pl.LightningModule):
 
     # the keys of the model group this class reads (model.loss and model.net: their classes' own)
     SETTINGS: ClassVar[Settings] = Settings(
-        {"encoder_lr_mult": number(0, above=True), "low_res_loss": switch, "channels_last": switch, "compile": switch}
+        {
+            "encoder_lr_mult": number(0, above=True),
+            "low_res_loss": switch,
+            "channels_last": switch,
+            "compile": switch,
+            "distill_weight": number(0),
+            "distill_temperature": number(0, above=True),
+        }
     )
 
     def __init__(
@@ -59,6 +69,8 @@ class SegModule(pl.LightningModule):
         encoder_lr_mult: float = 1.0,
         low_res_loss: bool = False,
         labels: Mapping | None = None,
+        distill_weight: float = 1.0,
+        distill_temperature: float = 1.0,
     ):
         super().__init__()
         # plain dicts, not Hydra DictConfigs: checkpoints then load with torch.load(weights_only=True)
@@ -122,8 +134,8 @@ class SegModule(pl.LightningModule):
         # the keyword only when asked: a ready-made net given as ``net`` may not take it
         return self.net(x) if full_size else self.net(x, full_size=False)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection) -> torch.Tensor:
-        x, y = batch
+    def _step(self, batch: tuple[torch.Tensor, ...], stage: str, metrics: MetricCollection) -> torch.Tensor:
+        x, y, *teacher = batch  # a training batch may carry a teacher's soft targets (data.soft_targets)
         if stage == "train" and self.hparams.get("low_res_loss"):
             # upsampling 23 logit maps to the input size and the loss over every pixel took about a third
             # of a training step on the CPU; at the decoder's stride 4 they cost a sixteenth of that
@@ -134,6 +146,11 @@ class SegModule(pl.LightningModule):
         else:
             logits = self(x)
         loss = self.criterion(logits, y)
+        if teacher and stage == "train" and (weight := self.hparams.get("distill_weight", 1.0)):
+            soft = nearest_soft_targets(teacher[0], logits.shape[-2:])
+            distill = distillation_loss(logits, soft, self.hparams.get("distill_temperature", 1.0))
+            self.log("train/distill", distill, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
+            loss = loss + weight * distill
         # max().indices equals argmax() (first maximum on ties) but is ~3x faster over the class
         # dimension of an NCHW CPU tensor: argmax was ~10% of a training step
         pred = logits.detach().max(1).indices

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as nnf
 
 from seg.data.labels import PALETTE, VOID
 from seg.data.transforms import EvalPreset, JointAugment, TrainPreset, center_crop
@@ -109,3 +110,20 @@ def test_eval_preset_crops_and_normalises_train_preset_augments():
     torch.manual_seed(0)
     ref_img, ref_tgt = JointAugment(64, jitter=0.0)(image, target)
     assert torch.equal(ya, ref_tgt[0]) and torch.equal(xa, ref_img.float() / 255)
+
+
+def test_the_soft_targets_move_with_the_photo_and_pad_with_no_teacher():
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (3, 50, 70), dtype=torch.uint8)
+    target = torch.randint(-1, 5, (1, 50, 70))
+    soft = nnf.one_hot(target[0].clamp(0), 5).permute(2, 0, 1).to(torch.uint8) * 255
+    soft[:, target[0] < 0] = 0  # no teacher on void pixels here: the padding's value
+    preset = TrainPreset(64, scale=(0.5, 1.6))
+    for _ in range(8):
+        x, y, s = preset(image, target, soft=soft)
+        covered = s.sum(0) > 0
+        assert s.shape == (5, 64, 64) and x.shape == (3, 64, 64)
+        assert torch.equal(covered, y >= 0) and torch.equal(s.argmax(0)[covered], y[covered])
+    x, y, s = EvalPreset(64)(image, target, soft=soft)  # padded to 64 rows: no teacher there
+    assert torch.equal(s.sum(0) > 0, y >= 0)
+    assert len(TrainPreset(64)(image, target)) == 2  # without soft targets, samples are as before

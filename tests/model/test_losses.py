@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as nnf
 
-from seg.model.losses import SegLoss
+from seg.model.losses import SegLoss, distillation_loss
 
 
 def test_default_loss_is_cross_entropy_ignoring_void():
@@ -118,3 +118,21 @@ def test_the_per_pixel_path_averages_as_torch_does_with_weights_and_smoothing():
     rand = logits.clone().requires_grad_()
     SegLoss(num_classes=3, focal_gamma=2.0, ohem_keep=0.5)(rand, void).backward()
     assert rand.grad.abs().sum().item() == 0.0  # an all-void batch moves nothing
+
+
+def test_distillation_loss_is_the_soft_cross_entropy_over_covered_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6, 6)
+    teacher = torch.randn(2, 4, 6, 6).softmax(1)
+    soft = (teacher * 255).round().to(torch.uint8)
+    soft[0, :, :3] = 0  # no teacher on these pixels
+    q = soft.float() / soft.float().sum(1, keepdim=True).clamp_min(1)
+    per_pixel = -(q * logits.log_softmax(1)).sum(1)
+    covered = soft.sum(1) > 0
+    assert torch.allclose(distillation_loss(logits, soft), per_pixel[covered].mean())
+    # a temperature softens both sides and keeps the gradient's scale (x T^2)
+    t = 2.0
+    qt = q.pow(1 / t) / q.pow(1 / t).sum(1, keepdim=True)
+    expected = -(qt * (logits / t).log_softmax(1)).sum(1)[covered].mean() * t * t
+    assert torch.allclose(distillation_loss(logits, soft, t), expected, atol=1e-6)
+    assert distillation_loss(logits, torch.zeros_like(soft)).item() == 0.0

@@ -95,6 +95,8 @@ def test_hyperparameters_are_plain_and_complete_and_compile_is_not_stored():
         "encoder_lr_mult",
         "low_res_loss",
         "labels",
+        "distill_weight",
+        "distill_temperature",
     }
     # plain containers, not Hydra's DictConfig: a checkpoint loads with torch.load(weights_only=True)
     assert type(hp["net"]) is dict and type(hp["optimizer"]) is dict and hp["encoder_lr_mult"] == 0.5
@@ -164,3 +166,23 @@ def test_low_res_loss_trains_on_the_decoders_logits_and_scores_at_full_size(monk
     assert seen[1][0].shape == (2, 23, 64, 64) and torch.equal(seen[1][1], y)
     plain = SegModule(skip, ADAM, None)
     plain.load_state_dict(module.state_dict())  # the option adds no weights
+
+
+def test_the_module_adds_the_weighted_distillation_term_to_training_only(monkeypatch):
+    net, adam = {"_target_": "seg.model.nets.MobileNetSkipSeg", "weights": None}, ADAM
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, CROP, CROP), torch.randint(-1, 23, (2, CROP, CROP))
+    soft = torch.randint(0, 20, (2, 23, CROP, CROP), dtype=torch.uint8)
+    losses = {}
+    for weight in (0.0, 0.5):
+        module = SegModule(net, adam, None, low_res_loss=True, distill_weight=weight)
+        torch.manual_seed(1)
+        module.load_state_dict(SegModule(net, adam, None).state_dict())
+        logged: dict = {}
+        monkeypatch.setattr(module, "log", lambda name, value, _into=logged, **k: _into.__setitem__(name, value))
+        monkeypatch.setattr(module, "log_dict", lambda *a, **k: None)
+        module.eval()  # BatchNorm in eval: the two modules see the same forward
+        losses[weight] = (module.training_step((x, y, soft), 0).item(), logged)
+    (plain, plain_logged), (mixed, logged) = losses[0.0], losses[0.5]
+    assert "train/distill" not in plain_logged and logged["train/distill"] > 0
+    assert mixed == pytest.approx(plain + 0.5 * logged["train/distill"].item(), rel=1e-5)
