@@ -18,7 +18,7 @@ from seg.data.dataset import SegDataset
 from seg.data.splits import read_split
 from seg.data.transforms import EvalPreset
 from seg.model.checkpoint import load_model
-from seg.model.inference import max_side_problem, photo_logits, tta_problem
+from seg.model.inference import max_side_problem, photo_logits, tta_problem, tta_scales
 from seg.run.build import build_datamodule
 from seg.run.entry import hydra_main, run_job
 from seg.run.resume import run_dir_of
@@ -30,14 +30,14 @@ log = logging.getLogger(__name__)
 def teach(cfg: DictConfig) -> Path:
     """Write the soft targets of ``cfg.ckpt_path`` on the training split of ``cfg.data`` (folds applied)."""
     model, trained_data = load_model(cfg.ckpt_path)
-    datamodule = build_datamodule(cfg, normalize=trained_data.get("normalize", True), augment=False)
+    normalize = trained_data.get("normalize", True)  # the input normalisation the teacher was trained with
+    datamodule = build_datamodule(cfg, normalize=normalize, augment=False)
     datamodule.prepare_data()
     labels = datamodule.label_set()
     advice = "soft targets must name the data's classes: use a teacher trained on this data"
     model.label_set.require(labels, f"ckpt_path={cfg.ckpt_path}", advice)
     items = datamodule.items("train")
     refuse_leak(Path(cfg.ckpt_path), [str(getattr(i, "name", i)) for i in datamodule.items("val")])
-    normalize = trained_data.get("normalize", True)
     photos = SegDataset(items, datamodule.reader, EvalPreset(None, normalize, labels.ignore_index), datamodule.cached)
     tta, stride = tta_value(cfg.tta), int(cfg.stride)
     started, targets = time.perf_counter(), []
@@ -47,11 +47,12 @@ def teach(cfg: DictConfig) -> Path:
         targets.append(soft_targets.shrink(probs, stride))
     seconds = time.perf_counter() - started
     out = Path(cfg.output) if cfg.get("output") else Path(cfg.paths.output_dir) / "soft_targets.pt"
-    teacher = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": list(tta or []), "seconds": seconds}
+    scales = list(tta_scales(tta))  # [] for no TTA, [1.0] for the flip alone (tta=true)
+    teacher = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), "tta": scales, "seconds": seconds}
     soft_targets.write(out, photos.names, targets, stride, labels, teacher)
     log.info(
-        f"soft targets of {len(targets)} training photos ({len(tta_value(cfg.tta) or [1])} scales, flipped: "
-        f"{bool(tta)}) in {seconds:.0f} s, written to {out}\n"
+        f"soft targets of {len(targets)} training photos ({len(scales) or 1} scales, flipped: "
+        f"{bool(scales)}) in {seconds:.0f} s, written to {out}\n"
         f"distil them: python -m seg.train data.soft_targets={out} (with this command's data settings)"
     )
     return out

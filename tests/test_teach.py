@@ -13,9 +13,9 @@ from seg.data.labels import MSRC, LabelSet
 from seg.data.transforms import EvalPreset
 from seg.model.checkpoint import load_model
 from seg.model.inference import photo_logits
-from seg.teach import refuse_leak
+from seg.teach import refuse_leak, teach
 
-from helpers import SIZES, run_module, scalars, tiny_overrides
+from helpers import SIZES, compose_config, run_module, scalars, tiny_overrides
 
 TTA = [0.75, 1.0]
 
@@ -78,3 +78,20 @@ def test_a_teacher_that_trained_on_val_photos_is_refused(tiny_run):
     refuse_leak(ckpt, val)  # its own val split: fine
     with pytest.raises(ConfigError, match=r"trained on 1 of this data's 2 val photos.*data\.fold"):
         refuse_leak(ckpt, [trained[0], val[0]])
+
+
+@pytest.mark.parametrize(("tta", "recorded"), [("true", [1.0]), ("false", [])])
+def test_teach_takes_every_tta_setting(tiny_run, archive_url, data_dir, tmp_path, tta, recorded):
+    """tta=true (the flip alone) and tta=false (one pass) as seg.eval takes them."""
+    cfg = compose_config(
+        "teach",
+        f"ckpt_path={tiny_run / 'checkpoints' / 'last.ckpt'}",
+        f"tta={tta}",
+        f"data.url={archive_url}",
+        "data.sha256=null",
+        f"paths.data_dir={data_dir}",
+        f"output={tmp_path / 'soft.pt'}",
+        "progress=false",
+    )
+    data = soft_targets.read(teach(cfg))
+    assert data["teacher"]["tta"] == recorded and len(data["names"]) == 6
