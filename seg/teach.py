@@ -37,7 +37,7 @@ def teach(cfg: DictConfig) -> Path:
     advice = "soft targets must name the data's classes: use a teacher trained on this data"
     model.label_set.require(labels, f"ckpt_path={cfg.ckpt_path}", advice)
     items = datamodule.items("train")
-    refuse_leak(Path(cfg.ckpt_path), [str(getattr(i, "name", i)) for i in datamodule.items("val")])
+    refuse_leak(Path(cfg.ckpt_path), datamodule.item_names("val"))
     photos = SegDataset(items, datamodule.reader, EvalPreset(None, normalize, labels.ignore_index), datamodule.cached)
     tta, stride = tta_value(cfg.tta), int(cfg.stride)
     started, targets = time.perf_counter(), []

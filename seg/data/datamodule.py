@@ -20,7 +20,7 @@ from seg.core.errors import ConfigError, SegError
 from seg.core.files import atomic_write
 from seg.core.rules import ABSENT, Get, Settings, integer, is_int, is_number, number, switch
 from seg.data import soft_targets
-from seg.data.dataset import Reader, SegDataset
+from seg.data.dataset import Reader, SegDataset, item_name
 from seg.data.labels import LabelSet
 from seg.data.loader import Loader
 from seg.data.sampling import EpochSampler
@@ -162,7 +162,11 @@ class SegDataModule(pl.LightningDataModule):
         return [item for name, item in pool if (folds[name] == self.hparams.fold) == in_val]
 
     def _pool(self) -> list[tuple[str, Hashable]]:
-        return sorted({str(getattr(i, "name", i)): i for s in ("train", "val") for i in self.split_items(s)}.items())
+        return sorted({item_name(i): i for s in ("train", "val") for i in self.split_items(s)}.items())
+
+    def item_names(self, split: str) -> list[str]:
+        """The names of a split's items, with ``folds`` applied (what ``splits/<split>.txt`` lists)."""
+        return [item_name(i) for i in self.items(split)]
 
     def fold_count_problem(self) -> str | None:
         """Why ``data.folds`` cannot cut this data set's train+val (:func:`seg.data.splits.fold_count_problem`)."""
@@ -193,7 +197,7 @@ class SegDataModule(pl.LightningDataModule):
         tested on, and with which classes."""
         folder = Path(folder)
         for split in SPLITS:
-            names = [str(getattr(i, "name", i)) for i in self.items(split)]
+            names = self.item_names(split)
             atomic_write(folder / f"{split}.txt", "".join(f"{n}\n" for n in names))
         labels = self.label_set()  # and the classes in their order (those of an export's JSONs: found, sorted)
         rows = (f"{n} {r} {g} {b}\n" for n, (r, g, b) in zip(labels.names, labels.palette.tolist()))

@@ -25,6 +25,12 @@ Transform = Callable[..., tuple[torch.Tensor, ...]]
 Reader = Callable[[Hashable], tuple[np.ndarray, np.ndarray]]  # hashable too: the decode cache's key
 
 
+def item_name(item: Hashable) -> str:
+    """An item's name, as split files, soft targets and folds know it: its ``name`` (a folder data set's
+    pairs) or the item itself (MSRC's names)."""
+    return str(getattr(item, "name", item))
+
+
 @functools.cache
 def decode(items: tuple[Hashable, ...], read: Reader) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Every photo and mask of ``items`` decoded once per process (image and mask decoding is slow)."""
@@ -50,7 +56,7 @@ class SegDataset(Dataset):
         self, items: Sequence[Hashable], read: Reader, transform: Transform | None = None, cache: bool = True
     ) -> None:
         self.items, self.read = tuple(items), read
-        self.names = tuple(str(getattr(i, "name", i)) for i in self.items)
+        self.names = tuple(item_name(i) for i in self.items)
         self.transform = transform if transform is not None else EvalPreset()
         # decoded once per process and kept in memory (104 MB for all three MSRC splits), or at every access
         self.images, self.targets = decode(self.items, read) if cache else (None, None)
