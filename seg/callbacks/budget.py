@@ -7,10 +7,12 @@ and which epochs are validated, so that validation takes at most ``val_share`` o
 stage fits after the last step. The plan goes to ``plan.json`` in the run folder, into every checkpoint
 (a resume follows it exactly) and to the planned scheduler (:class:`seg.model.schedules.PlannedDecay`).
 A run given an earlier ``plan.json`` measures nothing and follows it: two runs with one plan are identical.
-The plan is revised once, at the end of the epoch it was fixed in, by that epoch's own step time (the
-first epoch's steps can be slower or faster than the later ones'): the decay so far is kept and goes on
-to the revised last step; the revision is part of the plan (and of that epoch's checkpoints), so a run
-following it or resumed from them takes the same steps.
+The plan is revised at the end of the epoch it was fixed in, by that epoch's own step time (the first
+epoch's steps can be slower or faster than the later ones'), and again at the end of any later epoch
+but the last whose recent steps call for a last step off by more than ``REVISE_OFF`` of the steps left
+(a machine's step time drifts over a long run): the decay so far is kept and goes on to the revised last
+step; each revision is part of the plan (and of that epoch's checkpoints), so a run following it or
+resumed from them takes the same steps.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import re
 import statistics
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,8 @@ SKIPPED_STEPS = 2  # at least the first steps' times are left out of the step ti
 # later epochs' steps took 5-7% longer than the first epoch's last ones (budget=5m on MSRC, 2-core Xeon,
 # docs/results.md): planned with this much more, the run ends at its plan rather than being cut short
 LATER_STEPS = 1.06
+RECENT_EPOCHS = 3  # a later revision's step time: the mean of this many last epochs' steps
+REVISE_OFF = 0.01  # a later revision is made when the last step moves by more than this share of the steps left
 
 
 def seconds(budget: Any) -> float:
@@ -136,7 +141,8 @@ class Budget(pl.Callback):
         self.started = time.monotonic()
         self.used_before = 0.0  # seconds used by the earlier parts of a resumed run
         self._batch_starts: list[float] = []
-        self._later_starts: list[float] = []  # the step starts of the epoch after the plan (its revision)
+        self._epoch_starts: list[float] = []  # this epoch's step starts once the plan is fixed (its revisions)
+        self._recent_gaps: deque[list[float]] = deque(maxlen=RECENT_EPOCHS)  # the last epochs' step times
         self._last_batch_end: float | None = None
         self._sanity: float | None = None  # seconds of the sanity check's last batch (the first warms up)
         self._val_batch_started: float | None = None
@@ -209,6 +215,7 @@ class Budget(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self.active:
             return
+        self._epoch_starts = []
         if self.plan is None and trainer.current_epoch >= 1:  # the first epoch measured whole
             self._make_plan(trainer, time.monotonic())
         # Lightning reads the interval at each epoch's end: 1 validates this epoch, a huge one skips it
@@ -220,8 +227,8 @@ class Budget(pl.Callback):
     ) -> None:
         if self.active and self.plan is None:
             self._batch_starts.append(time.monotonic())
-        elif self.active and not self.plan_given and trainer.current_epoch == self.plan["planned_epoch"]:
-            self._later_starts.append(time.monotonic())
+        elif self.active and not self.plan_given:
+            self._epoch_starts.append(time.monotonic())
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -243,7 +250,7 @@ class Budget(pl.Callback):
             self.stopped_early = (
                 f"budget: stopped at step {trainer.global_step} of the {self.plan['steps']} planned, "
                 f"{self.left():.0f} s before the budget's end, to keep the validation and test stage in it "
-                f"(this run is slower than its first epoch measured)"
+                f"(its last steps ran slower than its plan measured)"
             )
             log.warning(self.stopped_early)
             trainer.should_stop = True
@@ -253,8 +260,12 @@ class Budget(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # before the epoch's checkpoints are written (Lightning runs checkpoint callbacks last): a run
         # resumed from them follows the revised plan
-        if self.active and self._revisable(trainer):
-            self._revise(trainer)
+        if self.active and self.plan is not None and not self.plan_given:
+            # the first steps after the plan are left out of the first revision's (they may still warm up)
+            skipped = SKIPPED_STEPS if not revisions(self.plan) else 0
+            self._recent_gaps.append([b - a for a, b in itertools.pairwise(self._epoch_starts[skipped:])])
+            if self._revisable(trainer):
+                self._revise(trainer)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.active:
@@ -289,9 +300,9 @@ class Budget(pl.Callback):
         """Whether ``epoch`` is validated by the plan: every ``val_every``-th epoch counted back from the last
         (before a revision: as the first plan said)."""
         plan = plan or self.plan
-        revised = plan.get("revised")
-        if revised and epoch < revised["epoch"]:
-            return epoch in revised["validated_before"]
+        history = revisions(plan)
+        if history and epoch < history[-1]["epoch"]:
+            return epoch in plan.get("validated_before", history[-1].get("validated_before", ()))
         last, every = plan["last_epoch"], plan["val_every"]
         # the epochs before the plan was fixed were validated (the first one's validation is measured)
         return epoch < plan["planned_epoch"] or epoch >= last or (last - epoch) % every == 0
@@ -330,43 +341,48 @@ class Budget(pl.Callback):
         return 0.01 * self.seconds + 1.0
 
     def _revisable(self, trainer: pl.Trainer) -> bool:
-        """The plan is revised once, at the end of the epoch it was fixed in or before, if epochs are left."""
+        """Whether the plan may be revised at the end of this epoch: an epoch is left, and at least the epoch
+        it was fixed in has been measured (enough of its steps)."""
         p = self.plan
         return (
             p is not None
             and not self.plan_given
-            and "revised" not in p
-            and trainer.current_epoch == p["planned_epoch"]
-            and p["last_epoch"] > trainer.current_epoch + 1
-            and len(self._later_starts) > SKIPPED_STEPS + 2
+            and p["planned_epoch"] <= trainer.current_epoch < p["last_epoch"]
+            and sum(map(len, self._recent_gaps)) > 2
         )
 
     def _revise(self, trainer: pl.Trainer) -> None:
-        """The plan made again with the step time of the epoch after it (its first steps left out);
-        validation and epoch-end costs as measured before, the decay so far kept."""
-        before = self.plan
-        gaps = [b - a for a, b in itertools.pairwise(self._later_starts[SKIPPED_STEPS:])]
+        """The plan made again with the step time of the epochs since it (the last ``RECENT_EPOCHS``) and the
+        last validations' time, the epoch-end costs as measured before, the decay so far kept. The first
+        revision is always made; a later one when the last step moves by more than ``REVISE_OFF`` of the
+        steps left."""
+        before, history = self.plan, revisions(self.plan)
+        gaps = [g for epoch in self._recent_gaps for g in epoch]
         step = statistics.fmean(gaps) * trainer.accumulate_grad_batches
         costs = {**before["measured"], "step_s": step}
+        if self.val_times:
+            costs["val_s"] = statistics.fmean(self.val_times[-RECENT_EPOCHS:])
         epoch = trainer.current_epoch + 1  # the plan's remaining epochs start with the next
         plan = self._new_plan(trainer, costs, epoch)
+        done = trainer.global_step
+        if history and abs(plan["steps"] - before["steps"]) <= max(1, REVISE_OFF * (before["steps"] - done)):
+            return
+        if plan["steps"] <= done + 1:
+            return  # nothing left to plan: the run ends (or stops early) by the plan it has
         plan["decay_from"] = before["decay_from"]  # the decay so far is kept
         plan["planned_epoch"] = before["planned_epoch"]  # epochs before this one were validated as planned
-        plan["revised"] = {
-            "at_step": int(trainer.global_step),
-            "epoch": epoch,
-            "steps_before": before["steps"],
-            "measured_before": before["measured"],
-            # which epochs before the revision the first plan validated: a run following this plan does too
-            "validated_before": [e for e in range(epoch) if self._validated(e, before)],
-        }
+        plan["revisions"] = [
+            *history,
+            {"at_step": int(done), "epoch": epoch, "steps_before": before["steps"], "step_s": round(step, 4)},
+        ]
+        # which epochs before this revision the plans so far validated: a run following this plan does too
+        plan["validated_before"] = [e for e in range(epoch) if self._validated(e, before)]
         self.plan = plan
         self._apply(trainer)
         self._write_plan(trainer)
-        planned = before["measured"]["step_s"]
         log.info(
-            f"budget={self.seconds:g}s: plan revised at step {trainer.global_step}: {self.plan['steps']} steps instead "
-            f"of {before['steps']} ({step:.3f} s a step in the epoch after the plan, {planned:.3f} planned)"
+            f"budget={self.seconds:g}s: plan revised at step {done}: {plan['steps']} steps instead of "
+            f"{before['steps']} ({step:.3f} s a step in the last epochs, {before['measured']['step_s']:.3f} planned)"
         )
 
     def _make_plan(self, trainer: pl.Trainer, now: float) -> None:
@@ -443,11 +459,10 @@ class Budget(pl.Callback):
                 f"callbacks.budget.plan: the plan has {self.plan['steps_per_epoch']} steps per epoch, this run "
                 f"{spe}; a plan is followed only on the same data and batch size (leave plan out to plan anew)"
             )
-        revised = self.plan.get("revised")
-        knot = (revised["at_step"], revised["steps_before"]) if revised else None
+        knots = [(r["at_step"], r["steps_before"]) for r in revisions(self.plan)]
         for config in trainer.lr_scheduler_configs:
             if isinstance(config.scheduler, PlannedDecay):
-                config.scheduler.plan(self.plan["decay_from"], self.plan["steps"], knot)
+                config.scheduler.plan(self.plan["decay_from"], self.plan["steps"], knots)
 
     # -- the summary ---------------------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
@@ -469,6 +484,13 @@ class Budget(pl.Callback):
 
 
 _first_job = True
+
+
+def revisions(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """A plan's revisions in order (a plan of an earlier version holds at most one, as ``revised``)."""
+    if "revisions" in plan:
+        return list(plan["revisions"])
+    return [plan["revised"]] if plan.get("revised") else []
 
 
 def _process_age() -> float | None:

@@ -5,6 +5,7 @@ comes from :class:`seg.callbacks.budget.Budget` and travels in the scheduler's s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -21,10 +22,9 @@ class PlanFactor:
         self.shape, self.final, self.warmup_steps = shape, float(final), int(warmup_steps)
         self.start: int | None = None
         self.steps: int | None = None
-        # a plan revised at step ``revised_at`` (its last step was ``steps_before``): the decay so far is
-        # kept, and from there it goes on to ``final`` at the new last step
-        self.revised_at: int | None = None
-        self.steps_before: int | None = None
+        # the plan's revisions, [step revised at, the last step planned before], in order: at each the decay
+        # so far is kept, and from there it goes on to ``final`` at the next plan's last step
+        self.revisions: list[list[int]] = []
 
     def _decay(self, step: int, start: int, steps: int) -> float:
         done = min(1.0, (step - start) / max(1, steps - start))
@@ -34,12 +34,13 @@ class PlanFactor:
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         if self.steps is None or self.start is None or step <= self.start:
             return warm
-        if self.revised_at is None or self.steps_before is None or step <= self.revised_at:
-            steps = self.steps_before if self.revised_at is not None else self.steps
-            return warm * (self.final + (1.0 - self.final) * self._decay(step, self.start, steps))
-        # the same shape, from where the first plan had got to, to the new last step
-        at = self._decay(self.revised_at, self.start, self.steps_before)
-        return warm * (self.final + (1.0 - self.final) * at * self._decay(step, self.revised_at, self.steps))
+        # each plan's shape, from where the plan before it had got to, to its own last step
+        level, since = 1.0, self.start
+        for at, steps_before in self.revisions:
+            if step <= at:
+                return warm * (self.final + (1.0 - self.final) * level * self._decay(step, since, steps_before))
+            level, since = level * self._decay(at, since, steps_before), at
+        return warm * (self.final + (1.0 - self.final) * level * self._decay(step, since, self.steps))
 
 
 class PlannedDecay(LambdaLR):
@@ -62,9 +63,9 @@ class PlannedDecay(LambdaLR):
         f = self.lr_lambdas[0]
         return None if f.steps is None else (f.start, f.steps)
 
-    def plan(self, start: int, steps: int, revised: tuple[int, int] | None = None) -> None:
-        """Decay from step ``start`` to the last step, ``steps``; ``revised``: (the step the plan was
-        revised at, its last step before), the decay up to it kept."""
+    def plan(self, start: int, steps: int, revisions: Sequence[tuple[int, int]] = ()) -> None:
+        """Decay from step ``start`` to the last step, ``steps``; ``revisions``: (the step the plan was
+        revised at, its last step before) of each revision in order, the decay up to each kept."""
         f = self.lr_lambdas[0]
         f.start, f.steps = int(start), int(steps)
-        f.revised_at, f.steps_before = (int(revised[0]), int(revised[1])) if revised else (None, None)
+        f.revisions = [[int(at), int(before)] for at, before in revisions]

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from seg.callbacks.budget import LATER_STEPS, PLAN_FILE, Budget, seconds
+from seg.callbacks.budget import LATER_STEPS, PLAN_FILE, Budget, revisions, seconds
 
 from helpers import compose_config, entry_problems, run_module, start_train, wait_for_epoch
 
@@ -121,8 +121,9 @@ def test_a_budgeted_run_ends_in_time_with_its_plan_in_the_run_and_the_checkpoint
     assert b["used_s"] <= BUDGET_S * 1.05
     assert budgeted["measured_wall"] <= BUDGET_S * 1.05 + 1  # the whole process, as a user times it
     assert plan["steps"] > plan["decay_from"] > 0
-    # revised once, at the end of the epoch it was fixed in, by that epoch's steps (the log says so)
-    assert plan["revised"]["at_step"] == 2 * plan["steps_per_epoch"] and plan["revised"]["epoch"] == 2
+    # revised at the end of the epoch it was fixed in, by that epoch's steps (the log says so)
+    first, last = plan["revisions"][0], plan["revisions"][-1]
+    assert first["at_step"] == 2 * plan["steps_per_epoch"] and first["epoch"] == 2
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     state = next(v for k, v in ckpt["callbacks"].items() if k.startswith("Budget"))
     assert state["plan"] == plan
@@ -134,7 +135,8 @@ def test_a_budgeted_run_ends_in_time_with_its_plan_in_the_run_and_the_checkpoint
     assert "budget=20s: scheduler is the planned decay to the last step (scheduler=planned)" in log
     assert "budget=20s: model.low_res_loss is true" in log and "callbacks.ema is none" in log
     assert f"budget                  {BUDGET_S} s, used" in log
-    assert f"plan revised at step {plan['revised']['at_step']}: {plan['steps']} steps instead of" in log
+    assert f"plan revised at step {first['at_step']}: " in log
+    assert f"plan revised at step {last['at_step']}: {plan['steps']} steps instead of {last['steps_before']}" in log
 
 
 def test_two_runs_with_one_plan_are_identical(budgeted):
@@ -205,7 +207,7 @@ def test_a_budget_changes_the_recipe_as_measured_and_each_change_can_be_kept_out
     assert own.model.loss.class_weight_power == 0.3  # the user's own weights as given
 
 
-def test_the_plan_is_revised_once_by_the_epoch_after_it(tmp_path):
+def test_the_plan_is_revised_by_the_epoch_after_it_and_again_when_the_steps_drift(tmp_path):
     b = Budget(budget=100, val_share=0.1, dirpath=str(tmp_path))
     now = time.monotonic()
     b.started = now - 7
@@ -214,23 +216,48 @@ def test_the_plan_is_revised_once_by_the_epoch_after_it(tmp_path):
     b.val_times = [5.0]
     b._make_plan(fake_trainer(), now)
     first = dict(b.plan)
+
+    def epoch_ends(epoch: int, step_s: float) -> dict:
+        """Epoch ``epoch`` (10 steps of ``step_s``) ends: its time is spent and the hook runs."""
+        b.started -= 10 * step_s
+        b._epoch_starts = [now + step_s * i for i in range(10)]
+        b.on_train_epoch_end(fake_trainer(global_step=10 * (epoch + 1), current_epoch=epoch), None)
+        return b.plan
+
     # the epoch after the plan ran at 0.05 s a step: the rest of the budget holds more steps
-    b.started -= 0.5
-    b._later_starts = [now + 0.05 * i for i in range(10)]
-    trainer = fake_trainer(global_step=20, current_epoch=1)  # the end of the epoch the plan was fixed at
-    assert b._revisable(trainer)
-    b._revise(trainer)
-    p = b.plan
+    p = epoch_ends(1, 0.05)
     assert p["steps"] > first["steps"] and p["decay_from"] == first["decay_from"] == 10
     assert p["measured"]["step_s"] == pytest.approx(0.05) and p["measured"]["val_s"] == first["measured"]["val_s"]
-    assert p["revised"]["at_step"] == 20 and p["revised"]["steps_before"] == first["steps"]
-    assert p["revised"]["validated_before"] == [e for e in range(2) if b._validated(e, first)]
+    assert p["revisions"] == [{"at_step": 20, "epoch": 2, "steps_before": first["steps"], "step_s": 0.05}]
+    assert p["validated_before"] == [e for e in range(2) if b._validated(e, first)]
     assert json.loads((tmp_path / PLAN_FILE).read_text()) == p
-    assert not b._revisable(trainer)  # once
+    # an epoch as fast: within REVISE_OFF of the steps left, the plan stands
+    assert epoch_ends(2, 0.05) == p
+    # the machine slows down (0.1 s a step): the steps of the last epochs call for fewer steps, revised again
+    again = epoch_ends(3, 0.1)
+    assert again["steps"] < p["steps"] and again["decay_from"] == 10
+    assert [r["at_step"] for r in again["revisions"]] == [20, 40]
+    assert again["revisions"][1]["steps_before"] == p["steps"]
+    # the last three epochs' steps, the first two after the plan left out (they may still warm up)
+    assert again["revisions"][1]["step_s"] == pytest.approx((0.05 * 7 + 0.05 * 9 + 0.1 * 9) / 25, abs=1e-4)
+    assert again["validated_before"] == [e for e in range(4) if b._validated(e, p)]
     # a run following the revised plan validates the same epochs and is never revised itself
     follower = Budget(budget=100, plan=str(tmp_path / PLAN_FILE))
-    assert [follower._validated(e) for e in range(p["last_epoch"] + 1)] == [
-        b._validated(e) for e in range(p["last_epoch"] + 1)
+    assert follower.plan == again
+    assert [follower._validated(e) for e in range(again["last_epoch"] + 1)] == [
+        b._validated(e) for e in range(again["last_epoch"] + 1)
     ]
-    follower._later_starts = b._later_starts
-    assert not follower._revisable(trainer)
+    follower._recent_gaps = b._recent_gaps
+    assert not follower._revisable(fake_trainer(global_step=50, current_epoch=4))
+
+
+def test_a_plan_of_the_earlier_format_revised_once_is_followed_as_it_was():
+    b = Budget(budget=100)
+    b.plan = {
+        "last_epoch": 9,
+        "val_every": 3,
+        "planned_epoch": 1,
+        "revised": {"at_step": 20, "epoch": 2, "steps_before": 90, "validated_before": [0, 1]},
+    }
+    assert [e for e in range(10) if b._validated(e)] == [0, 1, 3, 6, 9]
+    assert revisions(b.plan) == [b.plan["revised"]]

@@ -57,15 +57,20 @@ def test_a_revised_plan_keeps_the_decay_so_far_and_ends_at_its_new_last_step():
     f = PlanFactor("linear")
     f.start, f.steps = 10, 110
     first = [f(s) for s in range(0, 131)]
-    f.steps, f.revised_at, f.steps_before = 130, 30, 110  # revised at step 30: 20 steps more
+    f.steps, f.revisions = 130, [[30, 110]]  # revised at step 30: 20 steps more
     revised = [f(s) for s in range(0, 131)]
     assert revised[:31] == first[:31]  # the steps already taken are as they were
     assert revised[30] == pytest.approx(0.8) and revised[80] == pytest.approx(0.4)  # on from 0.8 to 0 at 130
     assert revised[130] == 0.0 and revised[120] > 0 and all(a >= b for a, b in itertools.pairwise(revised))
+    # revised again at step 80 (at 0.4), to 100: the steps before are kept, then on from 0.4 to 0 at 100
+    f.steps, f.revisions = 100, [[30, 110], [80, 130]]
+    again = [f(s) for s in range(0, 101)]
+    assert again[:81] == revised[:81]
+    assert again[90] == pytest.approx(0.2) and again[100] == 0.0 and again[99] > 0
     # the revision travels in the scheduler's state, as plain values
     w = torch.nn.Parameter(torch.zeros(1))
     sched = PlannedDecay(torch.optim.Adam([w], lr=1.0))
-    sched.plan(10, 130, revised=(30, 110))
+    sched.plan(10, 130, revisions=[(30, 110)])
     buf = io.BytesIO()
     torch.save(sched.state_dict(), buf)
     other = PlannedDecay(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0))
