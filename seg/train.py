@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from seg.callbacks.budget import PLANNED_DECAY, Budget, budget_problem, cadence, with_planned_decay
+from seg.callbacks.budget import PLANNED_DECAY, Budget, budget_problem, cadence, revisions, with_planned_decay
 from seg.callbacks.loggers import SETTINGS as LOGGERS
 from seg.callbacks.loggers import close_loggers, log_config, log_run_end
 from seg.callbacks.stops import GracefulStop
@@ -248,7 +248,10 @@ def budget_line(b: dict) -> str:
         inner.append(f"test {b['test_s']:.0f} s")
     text = parts[0] + (f" ({', '.join(inner)})" if inner else "")
     if p := b.get("plan"):
-        text += f"; plan: {p['steps']} steps, decay from step {p['decay_from']}, validation {cadence(p['val_every'])}"
+        history = revisions(p)
+        revised = f" (first {history[0]['steps_before']}, revised {len(history)}x)" if history else ""
+        text += f"; plan: {p['steps']} steps{revised}, decay from step {p['decay_from']}"
+        text += f", validation {cadence(p['val_every'])}"
     if b.get("stopped_early"):
         text += f"; {b['stopped_early']}"
     return text

@@ -136,6 +136,7 @@ def test_a_budgeted_run_ends_in_time_with_its_plan_in_the_run_and_the_checkpoint
     assert "budget=20s: model.low_res_loss is true" in log and "callbacks.ema is none" in log
     assert f"budget                  {BUDGET_S} s, used" in log
     assert f"plan revised at step {first['at_step']}: " in log
+    assert f"plan: {plan['steps']} steps (first {first['steps_before']}, revised {len(plan['revisions'])}x)" in log
     assert f"plan revised at step {last['at_step']}: {plan['steps']} steps instead of {last['steps_before']}" in log
 
 
