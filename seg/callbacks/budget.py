@@ -10,9 +10,9 @@ A run given an earlier ``plan.json`` measures nothing and follows it: two runs w
 The plan is revised at the end of the epoch it was fixed in, by that epoch's own step time (the first
 epoch's steps can be slower or faster than the later ones'), and again at the end of any later epoch
 but the last whose recent steps call for a last step off by more than ``REVISE_OFF`` of the steps left
-(a machine's step time drifts over a long run): the decay so far is kept and goes on to the revised last
-step; each revision is part of the plan (and of that epoch's checkpoints), so a run following it or
-resumed from them takes the same steps.
+(a machine's step time drifts over a long run; ``replan=false``: the first revision only): the decay so
+far is kept and goes on to the revised last step; each revision is part of the plan (and of that epoch's
+checkpoints), so a run following it or resumed from them takes the same steps.
 """
 
 from __future__ import annotations
@@ -98,15 +98,16 @@ PLANNED_DECAY = {"_target_": "seg.model.schedules.PlannedDecay", "_partial_": Tr
 
 class Budget(pl.Callback):
     """Plans the run to ``budget`` seconds (inactive when None). ``val_share``: the largest share of the
-    budget validation may take; ``plan``: an earlier run's ``plan.json`` to follow instead of measuring;
-    ``dirpath``: where ``plan.json`` is written; ``decay``/``keep_ema``/``low_res_loss``/``class_weight_power``:
-    seg.train's budget recipe;
+    budget validation may take; ``replan``: revise the plan on drift after its first revision; ``plan``: an
+    earlier run's ``plan.json`` to follow instead of measuring; ``dirpath``: where ``plan.json`` is written;
+    ``decay``/``keep_ema``/``low_res_loss``/``class_weight_power``: seg.train's budget recipe;
     ``test``/``test_tta``: what the test stage will run, so its time is kept free."""
 
     # the budget itself is the run's top-level key, checked by seg.train (budget_problem)
     SETTINGS = Settings(
         {
             "val_share": number(0, 1, above=True),
+            "replan": switch,
             "decay": switch,
             "keep_ema": switch,
             "low_res_loss": switch,
@@ -119,6 +120,7 @@ class Budget(pl.Callback):
         self,
         budget: str | float | None = None,
         val_share: float = 0.1,
+        replan: bool = True,
         decay: bool = True,
         keep_ema: bool = False,
         low_res_loss: bool = True,
@@ -132,7 +134,7 @@ class Budget(pl.Callback):
         # the recipe keys are taken here only so that the config builds: seg.train (budget_recipe) reads them
         # from the config, since they change what is built before this callback exists
         del decay, keep_ema, low_res_loss, class_weight_power
-        self.val_share, self.dirpath = float(val_share), dirpath
+        self.val_share, self.dirpath, self.replan = float(val_share), dirpath, bool(replan)
         self.test_passes = 0 if not test else _passes(test_tta)
         self.plan: dict[str, Any] | None = json.loads(Path(plan).read_text()) if plan else None
         self.plan_given = plan is not None
@@ -348,6 +350,7 @@ class Budget(pl.Callback):
             p is not None
             and not self.plan_given
             and p["planned_epoch"] <= trainer.current_epoch < p["last_epoch"]
+            and (self.replan or not revisions(p))
             and sum(map(len, self._recent_gaps)) > 2
         )
 
